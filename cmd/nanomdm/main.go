@@ -1,0 +1,233 @@
+// Command nanomdm is the MDM server: it answers Apple devices on /mdm (and
+// /checkin) and operators on the /v1 API. TLS is terminated in front of it.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/nanomdm/nanomdm/certverify"
+	mdmhttp "github.com/nanomdm/nanomdm/http"
+	"github.com/nanomdm/nanomdm/http/api"
+	httpmdm "github.com/nanomdm/nanomdm/http/mdm"
+	"github.com/nanomdm/nanomdm/log"
+	"github.com/nanomdm/nanomdm/log/gokit"
+	"github.com/nanomdm/nanomdm/service"
+	"github.com/nanomdm/nanomdm/service/dump"
+	"github.com/nanomdm/nanomdm/service/nanomdm"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "unknown"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "nanomdm:", err)
+		os.Exit(1)
+	}
+}
+
+// config is every flag of the server.
+type config struct {
+	listen          string
+	apiKey          string
+	caPath          string
+	intPath         string
+	certHeader      string
+	storage         stringList
+	storageDSN      stringList
+	storageOptions  stringList
+	checkin         bool
+	disableMDM      bool
+	dump            bool
+	debug           bool
+	version         bool
+	uaZLDC          bool
+	bodyLimit       int64
+	apiMaxIDs       int
+	readTimeout     time.Duration
+	readHeaderTO    time.Duration
+	writeTimeout    time.Duration
+	idleTimeout     time.Duration
+	shutdownTimeout time.Duration
+	maxHeaderBytes  int
+}
+
+func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
+	c := &config{}
+	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = usage(fs, stderr)
+	fs.StringVar(&c.listen, "listen", ":9000", "HTTP listen address")
+	fs.StringVar(&c.apiKey, "api", "", "API key; empty turns off every /v1 route and /migration")
+	fs.StringVar(&c.caPath, "ca", "", "PEM file of CA certificate(s) that issue device identities (required)")
+	fs.StringVar(&c.intPath, "intermediate", "", "PEM file of intermediate certificates for building device chains")
+	fs.StringVar(&c.certHeader, "cert-header", "", "read the device certificate from this header instead of Mdm-Signature (':' prefix = RFC 9440, else URL-escaped PEM)")
+	fs.Var(&c.storage, "storage", "storage backend: file, inmem (repeat for multi-storage; default file)")
+	fs.Var(&c.storageDSN, "storage-dsn", "storage data source name (file: directory, default \"db\"); repeat with -storage")
+	fs.Var(&c.storageDSN, "dsn", "deprecated alias of -storage-dsn")
+	fs.Var(&c.storageOptions, "storage-options", "storage backend options; repeat with -storage")
+	fs.BoolVar(&c.checkin, "checkin", false, "separate /checkin endpoint for check-ins; /mdm then takes only command reports")
+	fs.BoolVar(&c.disableMDM, "disable-mdm", false, "serve no MDM endpoints (API only)")
+	fs.BoolVar(&c.dump, "dump", false, "write MDM requests and responses to stdout")
+	fs.BoolVar(&c.debug, "debug", false, "log debug lines")
+	fs.BoolVar(&c.version, "version", false, "print version and exit")
+	fs.BoolVar(&c.uaZLDC, "ua-zl-dc", false, "answer UserAuthenticate with a zero-length DigestChallenge instead of 410")
+	fs.Int64Var(&c.bodyLimit, "max-body-bytes", httpmdm.DefaultBodyLimit, "largest request body accepted; larger ones are answered 413")
+	fs.IntVar(&c.apiMaxIDs, "api-max-ids", api.DefaultMaxIDs, "most enrollment IDs accepted in one API call")
+	fs.DurationVar(&c.readHeaderTO, "read-header-timeout", 10*time.Second, "time allowed to read request headers")
+	fs.DurationVar(&c.readTimeout, "read-timeout", 60*time.Second, "time allowed to read a whole request (408 when a body is too slow)")
+	fs.DurationVar(&c.writeTimeout, "write-timeout", 120*time.Second, "time allowed to write a response")
+	fs.DurationVar(&c.idleTimeout, "idle-timeout", 120*time.Second, "keep-alive idle timeout")
+	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "time allowed for in-flight requests on shutdown")
+	fs.IntVar(&c.maxHeaderBytes, "max-header-bytes", 8<<20, "largest request line plus headers (the enqueue API takes IDs in the path)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return nil, err
+	}
+	if err := applyEnv(fs, getenv); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// run starts the server and blocks until ctx is done and in-flight
+// requests have finished.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	c, err := parseFlags(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	if c.version {
+		fmt.Fprintf(stdout, "nanomdm %s\n", version)
+		return nil
+	}
+	if c.disableMDM && c.apiKey == "" {
+		return errors.New("nothing for server to do: -disable-mdm and no -api key")
+	}
+	if c.caPath == "" && !c.disableMDM {
+		return errors.New("-ca is required: a PEM file of the CA that issues device identities")
+	}
+	logger := gokit.New(stderr, c.debug)
+
+	var verifier httpmdm.CertVerifier
+	if !c.disableMDM {
+		verifier, err = loadVerifier(c.caPath, c.intPath)
+		if err != nil {
+			return err
+		}
+	}
+
+	store, closeStore, err := openStorages(ctx, c, logger)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+
+	var svc service.CheckinAndCommandService
+	coreOpts := []nanomdm.Option{nanomdm.WithLogger(logger.With("service", "nanomdm"))}
+	if c.uaZLDC {
+		coreOpts = append(coreOpts, nanomdm.WithUserAuthenticateZeroLengthDigestChallenge())
+	}
+	svc = nanomdm.New(store, coreOpts...)
+	if c.dump {
+		svc = dump.New(svc, stdout)
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle("/version", mdmhttp.VersionHandler(version))
+	if !c.disableMDM {
+		mdmOpts := []httpmdm.Option{
+			httpmdm.WithLogger(logger.With("handler", "mdm")),
+			httpmdm.WithBodyLimit(c.bodyLimit),
+		}
+		if c.certHeader != "" {
+			mdmOpts = append(mdmOpts, httpmdm.WithCertHeader(c.certHeader))
+		}
+		if c.checkin {
+			mux.Handle("/mdm", httpmdm.IdentityMiddleware(httpmdm.CommandAndReportResultsHandler(svc, mdmOpts...), verifier, mdmOpts...))
+			mux.Handle("/checkin", httpmdm.IdentityMiddleware(httpmdm.CheckinHandler(svc, mdmOpts...), verifier, mdmOpts...))
+		} else {
+			mux.Handle("/mdm", httpmdm.IdentityMiddleware(httpmdm.CheckinAndCommandHandler(svc, mdmOpts...), verifier, mdmOpts...))
+		}
+	}
+	if c.apiKey != "" {
+		apiOpts := []api.Option{
+			api.WithLogger(logger.With("handler", "api")),
+			api.WithBodyLimit(c.bodyLimit),
+			api.WithMaxIDs(c.apiMaxIDs),
+		}
+		auth := func(h http.Handler, methods ...string) http.Handler {
+			return mdmhttp.BasicAuthMiddleware(mdmhttp.MethodsMiddleware(h, methods...), mdmhttp.APIUsername, c.apiKey, "nanomdm")
+		}
+		mux.Handle("/v1/enqueue/", auth(http.StripPrefix("/v1/enqueue/", api.EnqueueHandler(store, apiOpts...)), http.MethodPut, http.MethodPost))
+		mux.Handle("/v1/push/", auth(http.StripPrefix("/v1/push/", api.PushHandler(apiOpts...)), http.MethodGet, http.MethodPost))
+	}
+
+	srv := &http.Server{
+		Handler:           mdmhttp.TraceLoggingMiddleware(mux, logger.With("handler", "log")),
+		ReadHeaderTimeout: c.readHeaderTO,
+		ReadTimeout:       c.readTimeout,
+		WriteTimeout:      c.writeTimeout,
+		IdleTimeout:       c.idleTimeout,
+		MaxHeaderBytes:    c.maxHeaderBytes,
+	}
+	ln, err := net.Listen("tcp", c.listen)
+	if err != nil {
+		return fmt.Errorf("listening: %w", err)
+	}
+	return serve(ctx, srv, ln, c.shutdownTimeout, logger)
+}
+
+// serve runs srv on ln until ctx is done, then shuts down gracefully:
+// it stops accepting and waits up to timeout for in-flight requests.
+func serve(ctx context.Context, srv *http.Server, ln net.Listener, timeout time.Duration, logger log.Logger) error {
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	logger.Info("msg", "listening", "addr", ln.Addr().String(), "version", version)
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serving: %w", err)
+	case <-ctx.Done():
+	}
+	logger.Info("msg", "shutting down", "timeout", timeout.String())
+	sctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutting down: %w", err)
+	}
+	<-errc
+	logger.Info("msg", "stopped")
+	return nil
+}
+
+func loadVerifier(caPath, intPath string) (*certverify.PoolVerifier, error) {
+	roots, err := os.ReadFile(caPath)
+	if err != nil {
+		return nil, fmt.Errorf("reading CA file: %w", err)
+	}
+	var ints []byte
+	if intPath != "" {
+		if ints, err = os.ReadFile(intPath); err != nil {
+			return nil, fmt.Errorf("reading intermediate file: %w", err)
+		}
+	}
+	v, err := certverify.NewPoolVerifier(roots, ints)
+	if err != nil {
+		return nil, fmt.Errorf("loading CA %s: %w", caPath, err)
+	}
+	return v, nil
+}

@@ -1,0 +1,38 @@
+package cryptoutil
+
+import (
+	"crypto/x509"
+	"encoding/asn1"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// oidUserID is the LDAP UID attribute (0.9.2342.19200300.100.1.1) that
+// carries the APNs topic in an MDM push certificate's subject.
+var oidUserID = asn1.ObjectIdentifier{0, 9, 2342, 19200300, 100, 1, 1}
+
+// TopicPrefix starts every MDM push topic.
+const TopicPrefix = "com.apple.mgmt"
+
+// ErrNoTopic means a push certificate's subject has no UID attribute.
+var ErrNoTopic = errors.New("certificate subject has no UID (topic)")
+
+// TopicFromCert returns the APNs topic of an MDM push certificate: the UID
+// attribute of its subject. It does not check the com.apple.mgmt prefix.
+func TopicFromCert(cert *x509.Certificate) (string, error) {
+	for _, atv := range cert.Subject.Names {
+		if atv.Type.Equal(oidUserID) {
+			if s, ok := atv.Value.(string); ok && s != "" {
+				return s, nil
+			}
+			return "", fmt.Errorf("%w: UID is not a string", ErrNoTopic)
+		}
+	}
+	return "", ErrNoTopic
+}
+
+// ValidTopic reports whether topic looks like an MDM push topic.
+func ValidTopic(topic string) bool {
+	return strings.HasPrefix(topic, TopicPrefix)
+}

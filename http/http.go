@@ -1,0 +1,180 @@
+// Package http holds the HTTP pieces shared by the MDM and API handlers:
+// request tracing and logging, Basic authentication, bounded body reading
+// and the version endpoint.
+package http
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	nethttp "net/http"
+	"os"
+	"time"
+
+	"github.com/nanomdm/nanomdm/log"
+)
+
+type traceKey struct{}
+
+// TraceID returns the trace ID of the request context, or "".
+func TraceID(ctx context.Context) string {
+	s, _ := ctx.Value(traceKey{}).(string)
+	return s
+}
+
+// WithTraceID returns ctx carrying trace ID id.
+func WithTraceID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, traceKey{}, id)
+}
+
+func newTraceID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+type statusRecorder struct {
+	nethttp.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = nethttp.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+func (s *statusRecorder) Unwrap() nethttp.ResponseWriter { return s.ResponseWriter }
+
+// TraceLoggingMiddleware gives every request a 16-hex-character trace ID
+// (in the context and in the log fields of the context) and logs one line
+// per request with its address, method, path, agent, forwarded-for,
+// status and duration.
+func TraceLoggingMiddleware(next nethttp.Handler, logger log.Logger) nethttp.Handler {
+	return nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
+		start := time.Now()
+		id := newTraceID()
+		ctx := WithTraceID(r.Context(), id)
+		ctx = log.WithFields(ctx, "trace_id", id)
+		rec := &statusRecorder{ResponseWriter: w}
+		next.ServeHTTP(rec, r.WithContext(ctx))
+		kv := []interface{}{"addr", r.RemoteAddr, "method", r.Method, "path", r.URL.Path, "agent", r.UserAgent()}
+		if fwd := r.Header.Get("X-Forwarded-For"); fwd != "" {
+			kv = append(kv, "x_forwarded_for", fwd)
+		}
+		status := rec.status
+		if status == 0 {
+			status = nethttp.StatusOK
+		}
+		kv = append(kv, "status", status, "duration", time.Since(start).String())
+		log.From(ctx, logger).Info(kv...)
+	})
+}
+
+// APIUsername is the Basic-auth user name of the API.
+const APIUsername = "nanomdm"
+
+// BasicAuthMiddleware admits requests whose Basic credentials are user
+// and password (compared in constant time) and answers 401 otherwise.
+// Only API routes use it: MDM endpoints never answer 401.
+func BasicAuthMiddleware(next nethttp.Handler, user, password, realm string) nethttp.Handler {
+	wantUser, wantPass := []byte(user), []byte(password)
+	return nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
+		u, p, ok := r.BasicAuth()
+		userOK := subtle.ConstantTimeCompare([]byte(u), wantUser)
+		passOK := subtle.ConstantTimeCompare([]byte(p), wantPass)
+		if !ok || userOK&passOK != 1 {
+			w.Header().Set("WWW-Authenticate", `Basic realm="`+realm+`"`)
+			WriteJSONError(w, nethttp.StatusUnauthorized, errors.New("unauthorized"))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// MethodsMiddleware answers 405 for methods not in allowed.
+func MethodsMiddleware(next nethttp.Handler, allowed ...string) nethttp.Handler {
+	return nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
+		for _, m := range allowed {
+			if r.Method == m {
+				next.ServeHTTP(w, r)
+				return
+			}
+		}
+		for _, m := range allowed {
+			w.Header().Add("Allow", m)
+		}
+		WriteJSONError(w, nethttp.StatusMethodNotAllowed, errors.New("method not allowed"))
+	})
+}
+
+// ErrBodyTimeout means reading the request body hit a deadline.
+var ErrBodyTimeout = errors.New("request body read timed out")
+
+// ReadBody reads the whole request body, at most limit bytes (limit <= 0
+// means no limit). Exceeding the limit returns an *http.MaxBytesError; a
+// read deadline returns an error wrapping ErrBodyTimeout.
+func ReadBody(w nethttp.ResponseWriter, r *nethttp.Request, limit int64) ([]byte, error) {
+	body := r.Body
+	if limit > 0 {
+		body = nethttp.MaxBytesReader(w, r.Body, limit)
+	}
+	b, err := io.ReadAll(body)
+	if err != nil {
+		var ne net.Error
+		if errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+			return nil, errors.Join(ErrBodyTimeout, err)
+		}
+		return nil, err
+	}
+	return b, nil
+}
+
+// BodyStatus returns the status for an error from ReadBody: 413 above the
+// limit, 408 on a timeout, 500 otherwise.
+func BodyStatus(err error) int {
+	var mbe *nethttp.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return nethttp.StatusRequestEntityTooLarge
+	case errors.Is(err, ErrBodyTimeout):
+		return nethttp.StatusRequestTimeout
+	}
+	return nethttp.StatusInternalServerError
+}
+
+// WriteJSON writes v as a JSON answer with the given status.
+func WriteJSON(w nethttp.ResponseWriter, status int, v interface{}) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+// WriteJSONError writes {"error": "..."} with the given status.
+func WriteJSONError(w nethttp.ResponseWriter, status int, err error) {
+	WriteJSON(w, status, struct {
+		Error string `json:"error"`
+	}{Error: err.Error()})
+}
+
+// VersionHandler answers {"version": version}.
+func VersionHandler(version string) nethttp.Handler {
+	return nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
+		WriteJSON(w, nethttp.StatusOK, struct {
+			Version string `json:"version"`
+		}{version})
+	})
+}

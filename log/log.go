@@ -1,0 +1,48 @@
+// Package log is the small structured-logging interface every component
+// takes, plus helpers to carry request fields (trace ID, enrollment ID) in
+// a context. Implementations live in subpackages.
+package log
+
+import "context"
+
+// Logger logs key-value pairs at two levels.
+type Logger interface {
+	Info(keyvals ...interface{})
+	Debug(keyvals ...interface{})
+	With(keyvals ...interface{}) Logger
+}
+
+// Nop is a Logger that discards everything.
+var Nop Logger = nopLogger{}
+
+type nopLogger struct{}
+
+func (nopLogger) Info(...interface{})          {}
+func (nopLogger) Debug(...interface{})         {}
+func (n nopLogger) With(...interface{}) Logger { return n }
+
+type ctxKey struct{}
+
+// WithFields returns a context carrying keyvals in addition to any fields
+// already in ctx.
+func WithFields(ctx context.Context, keyvals ...interface{}) context.Context {
+	prev, _ := ctx.Value(ctxKey{}).([]interface{})
+	fields := make([]interface{}, 0, len(prev)+len(keyvals))
+	fields = append(fields, prev...)
+	fields = append(fields, keyvals...)
+	return context.WithValue(ctx, ctxKey{}, fields)
+}
+
+// Fields returns the key-value pairs carried by ctx.
+func Fields(ctx context.Context) []interface{} {
+	f, _ := ctx.Value(ctxKey{}).([]interface{})
+	return f
+}
+
+// From returns logger with the request fields of ctx attached.
+func From(ctx context.Context, logger Logger) Logger {
+	if f := Fields(ctx); len(f) > 0 {
+		return logger.With(f...)
+	}
+	return logger
+}

@@ -1,0 +1,134 @@
+package simulator
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"time"
+
+	"github.com/nanomdm/nanomdm/cryptoutil"
+)
+
+// CA issues device identity certificates, as an enrollment's SCEP server
+// would. The server must trust its certificate (-ca).
+type CA struct {
+	Cert *x509.Certificate
+	Key  crypto.Signer
+}
+
+func serial() *big.Int {
+	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 126))
+	return n
+}
+
+// NewCA creates a self-signed CA with an ECDSA P-256 key valid for ten years.
+func NewCA(commonName string) (*CA, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("generating CA key: %w", err)
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial(),
+		Subject:               pkix.Name{CommonName: commonName, Organization: []string{"nanomdm simulator"}},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.AddDate(10, 0, 0),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		return nil, fmt.Errorf("creating CA certificate: %w", err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
+	}
+	return &CA{Cert: cert, Key: key}, nil
+}
+
+// LoadCA reads a CA from PEM certificate and PEM private key bytes.
+func LoadCA(certPEM, keyPEM []byte) (*CA, error) {
+	certs, err := cryptoutil.ParseCertificatesPEM(certPEM)
+	if err != nil {
+		return nil, fmt.Errorf("reading CA certificate: %w", err)
+	}
+	key, err := parseKey(keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("reading CA key: %w", err)
+	}
+	return &CA{Cert: certs[0], Key: key}, nil
+}
+
+func parseKey(keyPEM []byte) (crypto.Signer, error) {
+	block, _ := pem.Decode(keyPEM)
+	if block == nil {
+		return nil, errors.New("no PEM block")
+	}
+	if k, err := x509.ParsePKCS8PrivateKey(block.Bytes); err == nil {
+		if s, ok := k.(crypto.Signer); ok {
+			return s, nil
+		}
+	}
+	if k, err := x509.ParseECPrivateKey(block.Bytes); err == nil {
+		return k, nil
+	}
+	if k, err := x509.ParsePKCS1PrivateKey(block.Bytes); err == nil {
+		return k, nil
+	}
+	return nil, errors.New("unsupported private key")
+}
+
+// CertPEM returns the CA certificate as PEM.
+func (ca *CA) CertPEM() []byte { return cryptoutil.PEMCertificate(ca.Cert.Raw) }
+
+// KeyPEM returns the CA private key as PEM.
+func (ca *CA) KeyPEM() ([]byte, error) { return cryptoutil.PEMPrivateKey(ca.Key) }
+
+// Identity is a device identity: a client certificate and its key.
+type Identity struct {
+	Cert *x509.Certificate
+	Key  crypto.Signer
+}
+
+// IdentityTemplate adjusts a certificate before the CA signs it, for tests
+// that need expired certificates or other usages.
+type IdentityTemplate func(*x509.Certificate)
+
+// Issue creates a client-authentication identity for commonName, valid
+// for one year from an hour ago.
+func (ca *CA) Issue(commonName string, adjust ...IdentityTemplate) (*Identity, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("generating identity key: %w", err)
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber: serial(),
+		Subject:      pkix.Name{CommonName: commonName},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.AddDate(1, 0, 0),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	for _, f := range adjust {
+		f(tmpl)
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, key.Public(), ca.Key)
+	if err != nil {
+		return nil, fmt.Errorf("issuing identity: %w", err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
+	}
+	return &Identity{Cert: cert, Key: key}, nil
+}

@@ -1,0 +1,169 @@
+// Package storage defines the role interfaces through which services keep
+// enrollments, command queues, push data, certificates and tokens. Each
+// backend (file, inmem, mysql, pgsql, allmulti) lives in a subpackage and
+// passes the one contract suite in storagetest.
+package storage
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"time"
+
+	"github.com/nanomdm/nanomdm/mdm"
+)
+
+// Sentinel errors shared by every backend. Test with errors.Is.
+var (
+	// ErrUnknownCommand means a command report names a CommandUUID that is
+	// not in the enrollment's queue. The report is dropped.
+	ErrUnknownCommand = errors.New("command not queued for enrollment")
+
+	// ErrDuplicateCommand means EnqueueCommand was given a CommandUUID that
+	// already exists.
+	ErrDuplicateCommand = errors.New("command UUID already exists")
+
+	// ErrUnknownEnrollment means an ID names no enrollment we have seen.
+	ErrUnknownEnrollment = errors.New("enrollment not found")
+
+	// ErrNoPushCert means no push certificate is stored for a topic.
+	ErrNoPushCert = errors.New("no push certificate for topic")
+
+	// ErrInvalidCheckOut means a CheckOut arrived on a user channel.
+	ErrInvalidCheckOut = errors.New("check-out is only valid on a device channel")
+)
+
+// CheckinStore stores the enrollment-shaping check-in messages.
+type CheckinStore interface {
+	// StoreAuthenticate records the device (identity certificate, serial
+	// number, raw message), clears the queue of the device and of its user
+	// channels, and disables them all (tally reset) until a TokenUpdate.
+	StoreAuthenticate(r *mdm.Request, msg *mdm.Authenticate) error
+
+	// StoreTokenUpdate records the raw message and the channel's push
+	// data, enables the channel, sets last seen, and counts the tally (1
+	// on the first TokenUpdate after Authenticate, then +1). An
+	// UnlockToken is kept; a later TokenUpdate without one never erases it.
+	StoreTokenUpdate(r *mdm.Request, msg *mdm.TokenUpdate) error
+
+	// StoreUserAuthenticate records the raw UserAuthenticate message.
+	StoreUserAuthenticate(r *mdm.Request, msg *mdm.UserAuthenticate) error
+
+	// Disable turns off the device channel of r and its user channels.
+	// On a user channel it returns ErrInvalidCheckOut.
+	Disable(r *mdm.Request) error
+}
+
+// CommandQueueStore is the device side of the command queue.
+type CommandQueueStore interface {
+	// StoreCommandReport records a report. Idle stores nothing but the
+	// last-seen time. Acknowledged, Error and CommandFormatError (and any
+	// other non-NotNow status) take the command off the enrollment's
+	// queue; NotNow keeps it queued, sets the first NotNow time and counts
+	// NotNows. A report for a CommandUUID not queued for the enrollment
+	// returns ErrUnknownCommand and changes nothing.
+	StoreCommandReport(r *mdm.Request, report *mdm.CommandResults) error
+
+	// RetrieveNextCommand returns the next command for the enrollment: the
+	// highest priority, then the earliest enqueued, among its queued
+	// commands with no result or a NotNow result (NotNow ones skipped when
+	// skipNotNow is true). It returns nil and no error when there is none.
+	RetrieveNextCommand(r *mdm.Request, skipNotNow bool) (*mdm.Command, error)
+
+	// ClearQueue removes every outstanding command of the enrollment of r
+	// and, for a device channel, of its user channels.
+	ClearQueue(r *mdm.Request) error
+}
+
+// CommandEnqueuer is the operator side of the command queue.
+type CommandEnqueuer interface {
+	// EnqueueCommand queues cmd for each ID, in order. Per-ID failures
+	// (such as ErrUnknownEnrollment) are returned in the map, keyed by ID;
+	// an error that fails the whole call (such as ErrDuplicateCommand) is
+	// returned as the error. A nil map means no ID failed.
+	EnqueueCommand(ctx context.Context, ids []string, cmd *mdm.Command) (map[string]error, error)
+}
+
+// BootstrapTokenStore escrows bootstrap tokens.
+type BootstrapTokenStore interface {
+	// StoreBootstrapToken stores the token of msg; an empty token clears it.
+	StoreBootstrapToken(r *mdm.Request, msg *mdm.SetBootstrapToken) error
+
+	// RetrieveBootstrapToken returns the escrowed token, or nil and no
+	// error when there is none or the device is unknown.
+	RetrieveBootstrapToken(r *mdm.Request, msg *mdm.GetBootstrapToken) (*mdm.BootstrapToken, error)
+}
+
+// PushStore gives the push data of enrollments.
+type PushStore interface {
+	// RetrievePushInfo returns the push data of the given IDs. IDs with
+	// no push data (unknown, or never sent a TokenUpdate) are absent.
+	RetrievePushInfo(ctx context.Context, ids []string) (map[string]*mdm.Push, error)
+}
+
+// PushCertStore keeps APNs push certificates, one per topic.
+type PushCertStore interface {
+	// StorePushCert stores a PEM certificate and unencrypted PEM key under
+	// the topic of the certificate, replacing any earlier one.
+	StorePushCert(ctx context.Context, pemCert, pemKey []byte) error
+
+	// RetrievePushCert returns the certificate for topic and a stale token
+	// that changes whenever the stored certificate changes. It returns
+	// ErrNoPushCert when there is none.
+	RetrievePushCert(ctx context.Context, topic string) (cert *tls.Certificate, staleToken string, err error)
+
+	// IsPushCertStale reports whether the certificate for topic differs
+	// from the one staleToken was returned with.
+	IsPushCertStale(ctx context.Context, topic string, staleToken string) (bool, error)
+}
+
+// CertAuthStore associates identity certificate hashes with enrollments.
+// IDs are device-channel IDs (r.EnrollID.ParentID for user channels).
+type CertAuthStore interface {
+	// HasCertHash reports whether hash is associated with any enrollment.
+	HasCertHash(r *mdm.Request, hash string) (bool, error)
+	// EnrollmentHasCertHash reports whether the enrollment of r has any
+	// associated hash.
+	EnrollmentHasCertHash(r *mdm.Request, hash string) (bool, error)
+	// IsCertHashAssociated reports whether hash is associated with the
+	// enrollment of r.
+	IsCertHashAssociated(r *mdm.Request, hash string) (bool, error)
+	// AssociateCertHash associates hash with the enrollment of r.
+	AssociateCertHash(r *mdm.Request, hash string, certNotAfter time.Time) error
+}
+
+// MigrationStore reads enrollments back as check-in messages.
+type MigrationStore interface {
+	// RetrieveMigrationCheckins sends, for every device, its raw
+	// Authenticate then its raw TokenUpdate, then the TokenUpdates of its
+	// user channels, as decoded check-in messages (*mdm.Authenticate,
+	// *mdm.TokenUpdate), then closes nothing: the caller owns c.
+	RetrieveMigrationCheckins(ctx context.Context, c chan<- interface{}) error
+}
+
+// TokenUpdateTallyStore reads the TokenUpdate tally of an enrollment.
+type TokenUpdateTallyStore interface {
+	// RetrieveTokenUpdateTally returns the tally, or 0 for an unknown ID.
+	RetrieveTokenUpdateTally(ctx context.Context, id string) (int, error)
+}
+
+// ServiceStore is what the core MDM service needs.
+type ServiceStore interface {
+	CheckinStore
+	CommandQueueStore
+	BootstrapTokenStore
+	TokenUpdateTallyStore
+}
+
+// AllStorage is every role a backend implements.
+type AllStorage interface {
+	ServiceStore
+	CommandEnqueuer
+	PushStore
+	PushCertStore
+	CertAuthStore
+	MigrationStore
+}
+
+// Clock is time.Now, injectable for tests.
+type Clock func() time.Time
