@@ -11,4 +11,5 @@ require (
 	github.com/lib/pq v1.12.3 // indirect
 	github.com/smallstep/pkcs7 v0.2.3 // indirect
 	golang.org/x/net v0.62.0 // indirect
+	golang.org/x/text v0.43.0 // indirect
 )

@@ -14,22 +14,35 @@ const maxBERDepth = 32
 // by CMS or X.509 needs more than the identifier octet.
 const maxBERTagBytes = 4
 
+// maxBERIndefiniteItems bounds the total number of elements found directly
+// inside indefinite-length elements. The pkcs7 converter looks for the
+// end-of-contents marker after each such element by searching the rest of the
+// input, so its cost grows with this count times the input size; without a
+// bound a 64 KiB header full of tiny elements costs over 100ms of CPU. A real
+// Mdm-Signature has under a dozen.
+const maxBERIndefiniteItems = 256
+
 var (
 	errBERTruncated = errors.New("ber element runs past the end of its container")
 	errBERTooDeep   = fmt.Errorf("ber nesting deeper than %d levels", maxBERDepth)
+	errBERTooWide   = fmt.Errorf("more than %d elements inside indefinite-length ber elements", maxBERIndefiniteItems)
 )
 
-// checkBER reports whether data is exactly one well-formed BER element whose
-// constructed elements nest at most maxBERDepth levels deep.
+// checkBER returns an error unless data is exactly one well-formed BER
+// element whose constructed elements nest at most maxBERDepth levels deep and
+// hold, counted over all indefinite-length ones, at most
+// maxBERIndefiniteItems elements.
 //
 // It exists because the BER-to-DER converter inside github.com/smallstep/pkcs7
-// recurses once per nesting level with no bound, and does not confine a
-// child element to the bounds of its definite-length parent. Walking the
-// structure first, with both rules enforced, means the converter only ever
-// sees input whose shape is known to be sane. The walk itself recurses at
-// most maxBERDepth levels and allocates nothing.
+// recurses once per nesting level with no bound, does not confine a child
+// element to the bounds of its definite-length parent, and rescans the rest
+// of the input after every child of an indefinite-length element. Walking the
+// structure first, with those limits enforced, means the converter only ever
+// sees input whose shape and cost are known to be sane. The walk itself
+// recurses at most maxBERDepth levels and allocates nothing.
 func checkBER(data []byte) error {
-	n, err := walkBER(data, 0)
+	var w berWalker
+	n, err := w.walk(data, 0)
 	if err != nil {
 		return err
 	}
@@ -39,11 +52,16 @@ func checkBER(data []byte) error {
 	return nil
 }
 
-// walkBER checks the element at the start of data, and everything nested in
+// berWalker holds the budget shared by one walk.
+type berWalker struct {
+	indefiniteItems int
+}
+
+// walk checks the element at the start of data, and everything nested in
 // it, and returns the element's encoded length. Children of a definite-length
 // element must fit inside it exactly; children of an indefinite-length
 // element run until the end-of-contents octets (00 00).
-func walkBER(data []byte, depth int) (int, error) {
+func (w *berWalker) walk(data []byte, depth int) (int, error) {
 	if depth > maxBERDepth {
 		return 0, errBERTooDeep
 	}
@@ -90,7 +108,11 @@ func walkBER(data []byte, depth int) (int, error) {
 			if data[pos] == 0 && data[pos+1] == 0 {
 				return pos + 2, nil
 			}
-			n, err := walkBER(data[pos:], depth+1)
+			w.indefiniteItems++
+			if w.indefiniteItems > maxBERIndefiniteItems {
+				return 0, errBERTooWide
+			}
+			n, err := w.walk(data[pos:], depth+1)
 			if err != nil {
 				return 0, err
 			}
@@ -122,7 +144,7 @@ func walkBER(data []byte, depth int) (int, error) {
 	if constructed {
 		content := data[pos:end]
 		for off := 0; off < len(content); {
-			n, err := walkBER(content[off:], depth+1)
+			n, err := w.walk(content[off:], depth+1)
 			if err != nil {
 				return 0, err
 			}

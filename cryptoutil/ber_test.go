@@ -1,6 +1,7 @@
 package cryptoutil
 
 import (
+	"bytes"
 	"testing"
 )
 
@@ -28,6 +29,9 @@ func TestCheckBER(t *testing.T) {
 		{"nesting past the limit", nestBER(maxBERDepth+1, true), errBERTooDeep},
 		{"definite nesting past the limit", nestBER(maxBERDepth+1, false), errBERTooDeep},
 		{"very deep nesting", nestBER(100000, true), errBERTooDeep},
+		{"indefinite items at the limit", indefiniteNulls(maxBERIndefiniteItems), nil},
+		{"indefinite items past the limit", indefiniteNulls(maxBERIndefiniteItems + 1), errBERTooWide},
+		{"many definite items", definiteNulls(20000), nil},
 		{"trailing data", []byte{0x05, 0x00, 0x00}, errAny},
 		{"primitive with indefinite length", []byte{0x04, 0x80, 0x00, 0x00}, errAny},
 		{"five length bytes", []byte{0x04, 0x85, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00}, errAny},
@@ -41,4 +45,17 @@ func TestCheckBER(t *testing.T) {
 			checkErr(t, checkBER(tt.data), tt.wantErr)
 		})
 	}
+}
+
+// indefiniteNulls returns an indefinite-length SEQUENCE of n NULLs.
+func indefiniteNulls(n int) []byte {
+	out := []byte{0x30, 0x80}
+	out = append(out, bytes.Repeat([]byte{0x05, 0x00}, n)...)
+	return append(out, 0x00, 0x00)
+}
+
+// definiteNulls returns a definite-length SEQUENCE of n NULLs.
+func definiteNulls(n int) []byte {
+	content := bytes.Repeat([]byte{0x05, 0x00}, n)
+	return append(encodeDefiniteHeader(0x30, len(content)), content...)
 }

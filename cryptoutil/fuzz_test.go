@@ -33,6 +33,9 @@ func FuzzVerifyMdmSignature(f *testing.F) {
 		if (err == nil) == (cert == nil) {
 			t.Fatalf("have certificate %v and error %v, want exactly one", cert != nil, err)
 		}
+		if errors.Is(err, errParserPanic) {
+			t.Fatalf("parser panicked: %v", err)
+		}
 		if err != nil {
 			return
 		}
@@ -41,6 +44,30 @@ func FuzzVerifyMdmSignature(f *testing.F) {
 		other := append(bytes.Clone(body), 'x')
 		if _, err := VerifyMdmSignature(header, other); !errors.Is(err, ErrInvalidSignature) {
 			t.Fatalf("accepted over a different body too (err %v)", err)
+		}
+	})
+}
+
+// FuzzVerifyDetached skips the base64 layer so the fuzzer mutates the BER
+// structure itself, which is what the bounds in checkBER protect.
+func FuzzVerifyDetached(f *testing.F) {
+	body := readTestdata(f, idleReportBodyFile)
+	for _, name := range []string{idleReportHeaderFile, berCaptureHeaderFile} {
+		der, err := decodeBase64(strings.TrimSpace(string(readTestdata(f, name))))
+		if err != nil {
+			f.Fatalf("decoding seed %s: %v", name, err)
+		}
+		f.Add(der, body)
+	}
+	f.Add(nestBER(maxBERDepth, true), body)
+
+	f.Fuzz(func(t *testing.T, der []byte, body []byte) {
+		cert, err := verifyDetached(der, body)
+		if (err == nil) == (cert == nil) {
+			t.Fatalf("have certificate %v and error %v, want exactly one", cert != nil, err)
+		}
+		if errors.Is(err, errParserPanic) {
+			t.Fatalf("parser panicked: %v", err)
 		}
 	})
 }

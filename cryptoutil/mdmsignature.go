@@ -33,7 +33,10 @@ var (
 	ErrInvalidSignature = errors.New("invalid signature")
 )
 
-var errDigestMismatch = errors.New("body digest does not match the signed digest")
+var (
+	errDigestMismatch = errors.New("body digest does not match the signed digest")
+	errParserPanic    = errors.New("unexpected panic in the cms parser")
+)
 
 // farFuture is later than any certificate's NotAfter.
 var farFuture = time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
@@ -80,7 +83,7 @@ func verifyDetached(der []byte, body []byte) (cert *x509.Certificate, err error)
 	// rather than a crashed request.
 	defer func() {
 		if r := recover(); r != nil {
-			cert, err = nil, fmt.Errorf("parsing mdm-signature: unexpected parser panic: %v", r)
+			cert, err = nil, fmt.Errorf("parsing mdm-signature: %w: %v", errParserPanic, r)
 		}
 	}()
 

@@ -222,6 +222,7 @@ func TestVerifyMdmSignatureErrors(t *testing.T) {
 		{"random bytes", b64([]byte("\x30\x03\x02\x01\x01 and then some text")), errAny},
 		{"deep indefinite nesting", b64(nestBER(10000, true)), errBERTooDeep},
 		{"deep definite nesting", b64(nestBER(200, false)), errBERTooDeep},
+		{"wide indefinite element", b64(indefiniteNulls(20000)), errBERTooWide},
 		{"no signers", b64(degenerate), errAny},
 		{"not signed data", b64(notSigned), errAny},
 		{"signed by another key", wrongKey, ErrInvalidSignature},

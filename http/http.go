@@ -19,17 +19,13 @@ import (
 	"github.com/nanomdm/nanomdm/log"
 )
 
-type traceKey struct{}
-
-// TraceID returns the trace ID of the request context, or "".
-func TraceID(ctx context.Context) string {
-	s, _ := ctx.Value(traceKey{}).(string)
-	return s
-}
+// TraceID returns the trace ID of the request context, or "". The ID
+// lives in package log so that services can read it without HTTP.
+func TraceID(ctx context.Context) string { return log.TraceID(ctx) }
 
 // WithTraceID returns ctx carrying trace ID id.
 func WithTraceID(ctx context.Context, id string) context.Context {
-	return context.WithValue(ctx, traceKey{}, id)
+	return log.WithTraceID(ctx, id)
 }
 
 func newTraceID() string {

@@ -46,3 +46,18 @@ func From(ctx context.Context, logger Logger) Logger {
 	}
 	return logger
 }
+
+type traceKey struct{}
+
+// WithTraceID returns ctx carrying the trace ID of the request it belongs
+// to. The HTTP layer sets it once per request; services read it with
+// TraceID without knowing about HTTP.
+func WithTraceID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, traceKey{}, id)
+}
+
+// TraceID returns the trace ID carried by ctx, or "".
+func TraceID(ctx context.Context) string {
+	s, _ := ctx.Value(traceKey{}).(string)
+	return s
+}

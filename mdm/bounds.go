@@ -1,7 +1,10 @@
 package mdm
 
-// checkBounds rejects plists that exceed our nesting and size bounds
-// before they reach the plist decoder.
+import "github.com/nanomdm/nanomdm/mdm/internal/plistcheck"
+
+// checkBounds rejects plists that exceed our nesting and element bounds,
+// or whose binary structure is malformed, before they reach the plist
+// decoder (which trusts its input).
 func checkBounds(data []byte) error {
-	return nil // TODO: wire plistcheck
+	return plistcheck.Check(data, plistcheck.DefaultLimits)
 }

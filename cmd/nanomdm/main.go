@@ -16,14 +16,17 @@ import (
 	"time"
 
 	"github.com/nanomdm/nanomdm/certverify"
+	"github.com/nanomdm/nanomdm/cmd/internal/cli"
 	mdmhttp "github.com/nanomdm/nanomdm/http"
 	"github.com/nanomdm/nanomdm/http/api"
 	httpmdm "github.com/nanomdm/nanomdm/http/mdm"
 	"github.com/nanomdm/nanomdm/log"
 	"github.com/nanomdm/nanomdm/log/gokit"
 	"github.com/nanomdm/nanomdm/service"
+	"github.com/nanomdm/nanomdm/service/certauth"
 	"github.com/nanomdm/nanomdm/service/dump"
 	"github.com/nanomdm/nanomdm/service/nanomdm"
+	"github.com/nanomdm/nanomdm/storage"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -41,6 +44,11 @@ func main() {
 	}
 }
 
+// storageHookKey is the context key under which a test hands run a
+// func(storage.AllStorage), called with the storage once it is open, so
+// the test can look at what the server stored.
+type storageHookKey struct{}
+
 // config is every flag of the server.
 type config struct {
 	listen          string
@@ -48,15 +56,17 @@ type config struct {
 	caPath          string
 	intPath         string
 	certHeader      string
-	storage         stringList
-	storageDSN      stringList
-	storageOptions  stringList
+	storage         cli.StringList
+	storageDSN      cli.StringList
+	storageOptions  cli.StringList
 	checkin         bool
 	disableMDM      bool
 	dump            bool
 	debug           bool
 	version         bool
 	uaZLDC          bool
+	retro           bool
+	migration       bool
 	bodyLimit       int64
 	apiMaxIDs       int
 	readTimeout     time.Duration
@@ -71,7 +81,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	c := &config{}
 	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = usage(fs, stderr)
+	fs.Usage = cli.Usage(fs, stderr)
 	fs.StringVar(&c.listen, "listen", ":9000", "HTTP listen address")
 	fs.StringVar(&c.apiKey, "api", "", "API key; empty turns off every /v1 route and /migration")
 	fs.StringVar(&c.caPath, "ca", "", "PEM file of CA certificate(s) that issue device identities (required)")
@@ -86,6 +96,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	fs.BoolVar(&c.dump, "dump", false, "write MDM requests and responses to stdout")
 	fs.BoolVar(&c.debug, "debug", false, "log debug lines")
 	fs.BoolVar(&c.version, "version", false, "print version and exit")
+	fs.BoolVar(&c.retro, "retro", false, "allow retroactive certificate association for enrollments with none (e.g. migrated)")
+	fs.BoolVar(&c.migration, "migration", false, "serve /migration: raw check-ins to the core service, Basic auth with the -api key (needs -api)")
 	fs.BoolVar(&c.uaZLDC, "ua-zl-dc", false, "answer UserAuthenticate with a zero-length DigestChallenge instead of 410")
 	fs.Int64Var(&c.bodyLimit, "max-body-bytes", httpmdm.DefaultBodyLimit, "largest request body accepted; larger ones are answered 413")
 	fs.IntVar(&c.apiMaxIDs, "api-max-ids", api.DefaultMaxIDs, "most enrollment IDs accepted in one API call")
@@ -98,7 +110,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	if err := fs.Parse(args[1:]); err != nil {
 		return nil, err
 	}
-	if err := applyEnv(fs, getenv); err != nil {
+	if err := cli.ApplyEnv(fs, getenv); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -118,6 +130,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if c.disableMDM && c.apiKey == "" {
 		return errors.New("nothing for server to do: -disable-mdm and no -api key")
 	}
+	if c.migration && c.apiKey == "" {
+		return errors.New("-migration needs -api: /migration is authenticated with the API key")
+	}
 	if c.caPath == "" && !c.disableMDM {
 		return errors.New("-ca is required: a PEM file of the CA that issues device identities")
 	}
@@ -136,13 +151,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	defer closeStore()
+	if hook, ok := ctx.Value(storageHookKey{}).(func(storage.AllStorage)); ok {
+		hook(store)
+	}
 
 	var svc service.CheckinAndCommandService
 	coreOpts := []nanomdm.Option{nanomdm.WithLogger(logger.With("service", "nanomdm"))}
 	if c.uaZLDC {
 		coreOpts = append(coreOpts, nanomdm.WithUserAuthenticateZeroLengthDigestChallenge())
 	}
-	svc = nanomdm.New(store, coreOpts...)
+	core := nanomdm.New(store, coreOpts...)
+	svc = core
+	certAuthOpts := []certauth.Option{certauth.WithLogger(logger.With("service", "certauth"))}
+	if c.retro {
+		certAuthOpts = append(certAuthOpts, certauth.WithAllowRetroactive())
+	}
+	svc = certauth.New(svc, store, certAuthOpts...)
 	if c.dump {
 		svc = dump.New(svc, stdout)
 	}
@@ -175,6 +199,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		mux.Handle("/v1/enqueue/", auth(http.StripPrefix("/v1/enqueue/", api.EnqueueHandler(store, apiOpts...)), http.MethodPut, http.MethodPost))
 		mux.Handle("/v1/push/", auth(http.StripPrefix("/v1/push/", api.PushHandler(apiOpts...)), http.MethodGet, http.MethodPost))
+		if c.migration {
+			// Check-ins from another server's storage (nano2nano): the core
+			// service only, without identity checks, certauth or dump.
+			migOpts := []httpmdm.Option{
+				httpmdm.WithLogger(logger.With("handler", "migration")),
+				httpmdm.WithBodyLimit(c.bodyLimit),
+			}
+			mux.Handle("/migration", auth(httpmdm.CheckinHandler(core, migOpts...), http.MethodPut, http.MethodPost))
+		}
 	}
 
 	srv := &http.Server{

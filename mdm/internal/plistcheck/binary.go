@@ -120,7 +120,7 @@ func newBinaryChecker(data []byte, lim Limits) (*binaryChecker, error) {
 	// bounds numObjs by len(data), so groob's make([]uint64, numObjs) is
 	// proportional to the input.
 	if c.table <= uint64(len(binaryHeader)) || c.table >= trailerAt {
-		return nil, malformed("offset table at %d outside objects end %d", c.table, trailerAt)
+		return nil, malformed("offset table at %d, not in [%d,%d)", c.table, len(binaryHeader)+1, trailerAt)
 	}
 	if c.numObjs == 0 || c.numObjs > (trailerAt-c.table)/c.offSize {
 		return nil, malformed("%d objects of %d-byte offsets do not fit in %d-byte offset table",

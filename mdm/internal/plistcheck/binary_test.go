@@ -276,6 +276,8 @@ func TestBinaryHostile(t *testing.T) {
 	add("depth 1000", nestedArraysBinary(1000), def, ErrTooDeep)
 	add("depth 5 of 5", nestedArraysBinary(5), Limits{MaxDepth: 5}, nil)
 	add("depth 6 of 5", nestedArraysBinary(6), Limits{MaxDepth: 5}, ErrTooDeep)
+	add("depth 10_000 (cap)", nestedArraysBinary(10_000), Limits{MaxDepth: 1 << 30}, nil)
+	add("depth 10_001 over the cap", nestedArraysBinary(10_001), Limits{MaxDepth: 1 << 30}, ErrTooDeep)
 
 	// Elements. An array of n refs is n+1 elements.
 	add("100_000 elements (max)", sharedRefs("x", 99_999), def, nil)

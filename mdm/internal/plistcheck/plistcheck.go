@@ -21,12 +21,16 @@ import (
 // Limits bounds what a plist may contain.
 type Limits struct {
 	// MaxDepth bounds the nesting of arrays and dicts. A root dict
-	// holding only leaf values has depth 1. Zero or less means 32.
+	// holding only leaf values has depth 1. Zero or less means 32; more
+	// than maxDepthCap (10_000) means maxDepthCap, since groob/plist
+	// recurses once per level.
 	MaxDepth int
 	// MaxElements bounds the number of values, dict keys included. In a
 	// binary plist an object reached through several references counts
-	// once per reference, as groob/plist decodes it once per reference.
-	// Zero or less means 100_000.
+	// once per reference, as groob/plist decodes it once per reference;
+	// a binary plist may also not reach more values than it has bytes,
+	// which only shared arrays or dicts (never written by real encoders)
+	// can do. Zero or less means 100_000.
 	MaxElements int
 }
 
@@ -38,8 +42,9 @@ var (
 	// ErrTooDeep means arrays and dicts nest deeper than Limits.MaxDepth.
 	ErrTooDeep = errors.New("plist nested too deeply")
 	// ErrTooManyElements means the plist holds more than
-	// Limits.MaxElements values, or a binary plist would expand to far
-	// more bytes than it occupies (see expansionFactor).
+	// Limits.MaxElements values, or a binary plist expands through shared
+	// objects to more values than it has bytes, or to more string and
+	// data bytes than 8 times its size plus 1 MiB.
 	ErrTooManyElements = errors.New("plist has too many elements")
 	// ErrMalformed means the input is not a well-formed XML document or
 	// not a structurally sound binary plist.
@@ -67,10 +72,15 @@ func Check(data []byte, lim Limits) error {
 	return checkXML(data, lim)
 }
 
+// maxDepthCap bounds MaxDepth whatever the caller asks for, so that
+// groob/plist's recursion stays far from the goroutine stack limit.
+const maxDepthCap = 10_000
+
 func (l Limits) withDefaults() Limits {
 	if l.MaxDepth <= 0 {
 		l.MaxDepth = DefaultLimits.MaxDepth
 	}
+	l.MaxDepth = min(l.MaxDepth, maxDepthCap)
 	if l.MaxElements <= 0 {
 		l.MaxElements = DefaultLimits.MaxElements
 	}

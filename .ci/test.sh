@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The whole test suite: starts (or installs) the databases the SQL tests
+# need, checks formatting and vet, runs every test with the race detector,
+# fails if any test was skipped, then runs each fuzz target briefly.
+# Usage: bash .ci/test.sh            (FUZZTIME=5s by default)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+command -v go >/dev/null || { echo "go is required" >&2; exit 1; }
+
+if [ -f .ci/sqldb.sh ]; then
+	eval "$(bash .ci/sqldb.sh)"
+fi
+
+echo "== gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then
+	echo "gofmt would change:"; echo "$unformatted"; exit 1
+fi
+
+echo "== go vet"
+go vet ./...
+
+echo "== go test -race"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+go test -race -count=1 -timeout 30m -v ./... >"$log" 2>&1
+status=$?
+set -e
+grep -E '^(ok|FAIL|---|panic:|\?)' "$log" | grep -v -- '--- PASS' || true
+if [ $status -ne 0 ]; then
+	echo "tests failed; failing output:"
+	grep -B2 -A20 -E -- '--- FAIL|^panic:' "$log" | head -300
+	exit 1
+fi
+if grep -q -- '--- SKIP' "$log"; then
+	echo "tests were skipped (a database or service missing?):"
+	grep -A3 -- '--- SKIP' "$log"
+	exit 1
+fi
+passed=$(grep -c -- '--- PASS' "$log" || true)
+
+echo "== fuzz (each target ${FUZZTIME:-5s})"
+for pkg in $(go list ./...); do
+	dir=$(go list -f '{{.Dir}}' "$pkg")
+	for target in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //'); do
+		echo "-- $pkg $target"
+		go test -run='^$' -fuzz="^${target}\$" -fuzztime="${FUZZTIME:-5s}" "$pkg" >/dev/null
+	done
+done
+
+echo "$passed passed, 0 failed"

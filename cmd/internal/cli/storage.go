@@ -1,0 +1,38 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/nanomdm/nanomdm/log"
+	"github.com/nanomdm/nanomdm/storage"
+	"github.com/nanomdm/nanomdm/storage/file"
+	"github.com/nanomdm/nanomdm/storage/inmem"
+)
+
+// OpenStorage opens one backend by the name, DSN and options given on the
+// command line ("" names the default, file). The returned function
+// releases the backend.
+func OpenStorage(ctx context.Context, name, dsn, options string, logger log.Logger) (storage.AllStorage, func(), error) {
+	nop := func() {}
+	switch name {
+	case "file", "":
+		if options != "" {
+			return nil, nil, fmt.Errorf("file storage takes no options, got %q", options)
+		}
+		if dsn == "" {
+			dsn = "db"
+		}
+		s, err := file.New(dsn)
+		if err != nil {
+			return nil, nil, fmt.Errorf("opening file storage %s: %w", dsn, err)
+		}
+		return s, nop, nil
+	case "inmem":
+		if options != "" {
+			return nil, nil, fmt.Errorf("inmem storage takes no options, got %q", options)
+		}
+		return inmem.New(), nop, nil
+	}
+	return nil, nil, fmt.Errorf("unknown storage backend %q", name)
+}

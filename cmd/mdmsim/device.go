@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nanomdm/nanomdm/mdm/simulator"
+)
+
+// runDevice enrolls devices and lets each answer its queued commands.
+func runDevice(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("mdmsim device", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	url := fs.String("url", "http://localhost:9000/mdm", "the server's MDM endpoint")
+	caDir := fs.String("ca", "dev", "directory with ca.pem and ca.key (from mdmsim ca)")
+	udids := fs.String("udid", "", "comma-separated UDIDs to use (default: one random device)")
+	enroll := fs.Bool("enroll", true, "send Authenticate and TokenUpdate first")
+	certHeader := fs.String("cert-header", "", "send the identity in this header instead of Mdm-Signature")
+	poll := fs.Duration("poll", 0, "keep polling for commands at this interval until interrupted (0: once)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	certPath, keyPath := caPaths(*caDir)
+	certPEM, err := os.ReadFile(certPath)
+	if err != nil {
+		return fmt.Errorf("reading CA: %w", err)
+	}
+	keyPEM, err := os.ReadFile(keyPath)
+	if err != nil {
+		return fmt.Errorf("reading CA key: %w", err)
+	}
+	ca, err := simulator.LoadCA(certPEM, keyPEM)
+	if err != nil {
+		return err
+	}
+	transport := &simulator.Transport{URL: *url, CertHeader: *certHeader}
+	list := []string{simulator.NewUDID()}
+	if *udids != "" {
+		list = strings.Split(*udids, ",")
+	}
+	var devices []*simulator.Device
+	for _, udid := range list {
+		id, err := ca.Issue(udid)
+		if err != nil {
+			return err
+		}
+		d := simulator.NewDeviceWithUDID(transport, id, udid)
+		if *enroll {
+			if err := d.Enroll(ctx); err != nil {
+				return fmt.Errorf("device %s: %w", udid, err)
+			}
+			fmt.Fprintf(stdout, "enrolled %s\n", udid)
+		}
+		devices = append(devices, d)
+	}
+	for {
+		for _, d := range devices {
+			cmds, err := d.Channel.Drain(ctx, simulator.Acknowledge, 0)
+			for _, c := range cmds {
+				fmt.Fprintf(stdout, "%s: acknowledged %s %s\n", d.UDID(), c.Command.RequestType, c.CommandUUID)
+			}
+			if err != nil {
+				return fmt.Errorf("device %s: %w", d.UDID(), err)
+			}
+			if len(cmds) == 0 && *poll == 0 {
+				fmt.Fprintf(stdout, "%s: no commands queued\n", d.UDID())
+			}
+		}
+		if *poll == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(*poll):
+		}
+	}
+}

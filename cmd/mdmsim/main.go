@@ -1,0 +1,67 @@
+// Command mdmsim plays Apple devices against a nanomdm server. It creates
+// throwaway CAs for trying the server, and enrolls simulated devices that
+// answer the commands queued for them.
+//
+//	mdmsim ca -out DIR                  write DIR/ca.pem and DIR/ca.key
+//	mdmsim device -url URL -ca DIR ...  enroll devices and answer their commands
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+)
+
+var version = "unknown"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args, os.Stdout, os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "mdmsim:", err)
+		os.Exit(1)
+	}
+}
+
+const usageText = `usage: mdmsim COMMAND [flags]
+
+commands:
+  ca       create a throwaway device-identity CA (for trying the server)
+  device   enroll simulated devices and answer their queued commands
+  version  print the version
+`
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) < 2 {
+		fmt.Fprint(stderr, usageText)
+		return errors.New("no command given")
+	}
+	switch args[1] {
+	case "ca":
+		return runCA(args[1:], stdout, stderr)
+	case "device":
+		return runDevice(ctx, args[1:], stdout, stderr)
+	case "version", "-version":
+		fmt.Fprintf(stdout, "mdmsim %s\n", version)
+		return nil
+	case "-h", "-help", "help":
+		fmt.Fprint(stdout, usageText)
+		return nil
+	}
+	fmt.Fprint(stderr, usageText)
+	return fmt.Errorf("unknown command %q", args[1])
+}
+
+// caPaths returns the certificate and key paths of a CA directory.
+func caPaths(dir string) (cert, key string) {
+	return filepath.Join(dir, "ca.pem"), filepath.Join(dir, "ca.key")
+}

@@ -1,0 +1,194 @@
+package file
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/nanomdm/nanomdm/cryptoutil"
+	"github.com/nanomdm/nanomdm/mdm"
+	"github.com/nanomdm/nanomdm/storage"
+)
+
+// pushCertPath returns the file of a topic's certificate and key.
+func (s *Storage) pushCertPath(topic string) (string, error) {
+	if len(topic)+len(".pem") > mdm.MaxIDLength {
+		return "", fmt.Errorf("%w: topic too long", mdm.ErrInvalidID)
+	}
+	return s.safeName(pushCertsDir, topic+".pem")
+}
+
+// StorePushCert implements storage.PushCertStore. Certificate and key are
+// kept together in one file, so they are always replaced together.
+func (s *Storage) StorePushCert(_ context.Context, pemCert, pemKey []byte) error {
+	cert, err := tls.X509KeyPair(pemCert, pemKey)
+	if err != nil {
+		return fmt.Errorf("parsing push certificate and key: %w", err)
+	}
+	topic, err := cryptoutil.TopicFromCert(cert.Leaf)
+	if err != nil {
+		return fmt.Errorf("reading push certificate topic: %w", err)
+	}
+	p, err := s.pushCertPath(topic)
+	if err != nil {
+		return fmt.Errorf("push certificate topic %q: %w", topic, err)
+	}
+	var data []byte
+	data = append(data, bytes.TrimSpace(pemCert)...)
+	data = append(data, '\n')
+	data = append(data, bytes.TrimSpace(pemKey)...)
+	data = append(data, '\n')
+	if err := s.writeFile(p, data); err != nil {
+		return fmt.Errorf("storing push certificate for topic %q: %w", topic, err)
+	}
+	return nil
+}
+
+// readPushCert returns the stored certificate-and-key file of topic and
+// its stale token, the hex SHA-256 of the file.
+func (s *Storage) readPushCert(topic string) ([]byte, string, error) {
+	p, err := s.pushCertPath(topic)
+	if err != nil {
+		return nil, "", fmt.Errorf("%w: %q: %w", storage.ErrNoPushCert, topic, err)
+	}
+	data, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, "", fmt.Errorf("%w: %q", storage.ErrNoPushCert, topic)
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("reading push certificate for topic %q: %w", topic, err)
+	}
+	sum := sha256.Sum256(data)
+	return data, hex.EncodeToString(sum[:]), nil
+}
+
+// RetrievePushCert implements storage.PushCertStore.
+func (s *Storage) RetrievePushCert(_ context.Context, topic string) (*tls.Certificate, string, error) {
+	data, token, err := s.readPushCert(topic)
+	if err != nil {
+		return nil, "", err
+	}
+	cert, err := tls.X509KeyPair(data, data)
+	if err != nil {
+		return nil, "", fmt.Errorf("parsing push certificate for topic %q: %w", topic, err)
+	}
+	return &cert, token, nil
+}
+
+// IsPushCertStale implements storage.PushCertStore.
+func (s *Storage) IsPushCertStale(_ context.Context, topic, staleToken string) (bool, error) {
+	_, token, err := s.readPushCert(topic)
+	if err != nil {
+		return false, err
+	}
+	return token != staleToken, nil
+}
+
+// certHashPaths returns the association file of hash for the device of r
+// and the marker file of hash.
+func (s *Storage) certHashPaths(r *mdm.Request, hash string) (deviceDir, assoc, marker string, err error) {
+	c, err := s.requestChannel(r)
+	if err != nil {
+		return "", "", "", err
+	}
+	if !isHashName(hash) {
+		return "", "", "", fmt.Errorf("invalid certificate hash %q", hash)
+	}
+	if deviceDir, err = s.safeName(certAuthDir, c.deviceID); err != nil {
+		return "", "", "", err
+	}
+	return deviceDir, filepath.Join(deviceDir, hash), filepath.Join(s.dir, certHashesDir, hash), nil
+}
+
+// isHashName reports whether hash is a hex-like digest, safe as a file
+// name and never mistaken for a temporary file.
+func isHashName(hash string) bool {
+	if hash == "" || len(hash) > mdm.MaxIDLength {
+		return false
+	}
+	for i := 0; i < len(hash); i++ {
+		switch c := hash[i]; {
+		case c >= '0' && c <= '9', c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func exists(path string) (bool, error) {
+	_, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// HasCertHash implements storage.CertAuthStore.
+func (s *Storage) HasCertHash(r *mdm.Request, hash string) (bool, error) {
+	_, _, marker, err := s.certHashPaths(r, hash)
+	if err != nil {
+		return false, err
+	}
+	return exists(marker)
+}
+
+// EnrollmentHasCertHash implements storage.CertAuthStore.
+func (s *Storage) EnrollmentHasCertHash(r *mdm.Request, _ string) (bool, error) {
+	c, err := s.requestChannel(r)
+	if err != nil {
+		return false, err
+	}
+	dir, err := s.safeName(certAuthDir, c.deviceID)
+	if err != nil {
+		return false, err
+	}
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	for _, e := range entries {
+		if isHashName(e.Name()) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// IsCertHashAssociated implements storage.CertAuthStore.
+func (s *Storage) IsCertHashAssociated(r *mdm.Request, hash string) (bool, error) {
+	_, assoc, _, err := s.certHashPaths(r, hash)
+	if err != nil {
+		return false, err
+	}
+	return exists(assoc)
+}
+
+// AssociateCertHash implements storage.CertAuthStore. The association is
+// written before the marker: after a crash between the two, the device is
+// still authorized and the hash merely looks unused elsewhere.
+func (s *Storage) AssociateCertHash(r *mdm.Request, hash string, certNotAfter time.Time) error {
+	_, assoc, marker, err := s.certHashPaths(r, hash)
+	if err != nil {
+		return err
+	}
+	notAfter := []byte(certNotAfter.UTC().Format(time.RFC3339) + "\n")
+	if err := s.writeInDir(assoc, notAfter); err != nil {
+		return fmt.Errorf("associating certificate hash: %w", err)
+	}
+	if err := s.writeFile(marker, nil); err != nil {
+		return fmt.Errorf("associating certificate hash: %w", err)
+	}
+	return nil
+}

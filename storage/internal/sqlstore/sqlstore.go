@@ -1,0 +1,375 @@
+// Package sqlstore is the storage logic shared by the SQL backends
+// (storage/mysql and storage/pgsql): validation, batching, transactions,
+// retries of transient errors, result mapping, push-certificate handling
+// and schema management. Each backend supplies a Dialect (its SQL text with
+// :name parameters, placeholder style, error classification and embedded
+// schema) and embeds the *Store built from it.
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/nanomdm/nanomdm/log"
+	"github.com/nanomdm/nanomdm/mdm"
+	"github.com/nanomdm/nanomdm/storage"
+)
+
+// Dialect is everything that differs between SQL servers.
+type Dialect struct {
+	// Name names the backend in errors ("mysql", "pgsql").
+	Name string
+	// NumberedPlaceholders selects $1, $2 … instead of ?.
+	NumberedPlaceholders bool
+	// MaxParams bounds the placeholders of one statement; batches of IDs
+	// are sized to stay under it.
+	MaxParams int
+
+	Queries Queries
+	Schema  Schema
+
+	// IsDuplicate reports a unique-key violation.
+	IsDuplicate func(error) bool
+	// IsRetryable reports a deadlock or serialization failure: the
+	// statement or transaction was rolled back and may simply be re-run.
+	IsRetryable func(error) bool
+}
+
+// Queries is the SQL text of a dialect. Parameters are written :name and
+// bound by name (see Args); the names each statement may use are listed
+// with it. A statement documented as optional may be empty when the
+// dialect does its work inside the statement before it.
+//
+// The queue keeps one row per (enrollment, command) with an active flag, a
+// not-now flag, a priority and a per-row sequence; the next command is the
+// active row of highest priority and lowest sequence.
+type Queries struct {
+	// UpsertAuthenticate stores a device: :id, :identity_cert (PEM text
+	// or nil), :serial_number, :authenticate (raw bytes). Push data,
+	// unlock and bootstrap tokens of an existing row are kept.
+	UpsertAuthenticate string
+	// DisableDevice disables every channel of :device_id (the device
+	// channel and its users) and resets their TokenUpdate tallies.
+	DisableDevice string
+	// SelectChannelIDs returns the enrollment IDs whose device is
+	// :device_id, the device channel included.
+	SelectChannelIDs string
+	// DeactivateQueues marks every active queue row of the enrollments
+	// :ids inactive.
+	DeactivateQueues string
+	// SelectQueuedCommands returns the distinct command UUIDs queued
+	// (active or not) for the enrollments :ids.
+	SelectQueuedCommands string
+	// DeleteQueues deletes every queue row (and so every result) of the
+	// enrollments :ids.
+	DeleteQueues string
+	// DeleteOrphanCommands deletes those of the commands :uuids that no
+	// queue row refers to any more.
+	DeleteOrphanCommands string
+
+	// UpsertDeviceTokenUpdate stores a device channel's TokenUpdate: :id,
+	// :token_update (raw bytes), :unlock_token (bytes, or nil to keep the
+	// stored one). A device row is created if missing.
+	UpsertDeviceTokenUpdate string
+	// UpsertUserTokenUpdate stores a user channel's TokenUpdate: :id,
+	// :device_id, :user_short_name, :user_long_name, :token_update.
+	UpsertUserTokenUpdate string
+	// UpsertEnrollment enables a channel with its push data and counts
+	// its TokenUpdate: :id, :device_id, :type, :topic, :push_magic,
+	// :token_hex. The tally becomes 1 for a new row, else +1.
+	UpsertEnrollment string
+	// UpsertUserAuthenticate stores a first UserAuthenticate message and
+	// UpsertUserAuthenticateDigest the second (with a DigestResponse):
+	// :id, :device_id, :user_short_name, :user_long_name, :raw.
+	UpsertUserAuthenticate       string
+	UpsertUserAuthenticateDigest string
+	// SelectTally returns the TokenUpdate tally of :id.
+	SelectTally string
+
+	// Touch sets the last-seen time of enrollment :id.
+	Touch string
+	// ReportDone takes command :uuid off the queue of :id (only while its
+	// row is active) and sets the last-seen time; its affected-row count
+	// is 0 when the command was not queued. ReportDoneResult (optional)
+	// then stores the result: :status and :result (raw bytes).
+	ReportDone       string
+	ReportDoneResult string
+	// ReportNotNow and ReportNotNowResult do the same for a NotNow
+	// report: the row stays active and is flagged not-now; the result
+	// keeps the time of the first NotNow and counts them.
+	ReportNotNow       string
+	ReportNotNowResult string
+	// ReportDelete (delete=1) deletes the active queue row of :uuid for
+	// :id (and with it any stored result); 0 affected rows when not
+	// queued. ReportDeleteTouch (optional) then sets the last-seen time.
+	ReportDelete      string
+	ReportDeleteTouch string
+	// NextCommand returns command_uuid, request_type and command (raw
+	// bytes) of the next command of :id; NextCommandSkipNotNow skips
+	// rows flagged not-now. Both use the queue's next-command index.
+	NextCommand           string
+	NextCommandSkipNotNow string
+
+	// InsertCommand stores a command: :uuid, :request_type, :command.
+	InsertCommand string
+	// SelectEnrollmentIDs returns those of :ids that have an enrollment
+	// (a channel that sent a TokenUpdate).
+	SelectEnrollmentIDs string
+	// InsertQueueRows queues commands: :rows of (enrollment ID, UUID).
+	InsertQueueRows string
+
+	// StoreBootstrapToken sets (or, nil, clears) :token of device :id.
+	StoreBootstrapToken string
+	// SelectBootstrapToken returns the token of device :id.
+	SelectBootstrapToken string
+
+	// SelectPushInfo returns id, topic, push_magic, token_hex of :ids.
+	SelectPushInfo string
+	// UpsertPushCert stores :cert and :key (PEM text) and :stale_token
+	// under :topic, replacing an earlier certificate.
+	UpsertPushCert string
+	// SelectPushCert returns cert, key and stale_token of :topic.
+	SelectPushCert string
+	// SelectPushCertStaleToken returns the stale_token of :topic.
+	SelectPushCertStaleToken string
+
+	// HasCertHash returns a row when :sha256 is associated with any
+	// enrollment; EnrollmentHasCertHash when :id has any hash;
+	// IsCertHashAssociated when :id has :sha256.
+	HasCertHash           string
+	EnrollmentHasCertHash string
+	IsCertHashAssociated  string
+	// AssociateCertHash associates :sha256 (valid until :not_after) with
+	// :id; associating again is not an error.
+	AssociateCertHash string
+
+	// SelectMigration returns device_id, kind, id, raw for every enabled
+	// device with both an Authenticate and a TokenUpdate: kind 0 is its
+	// Authenticate, kind 1 its TokenUpdate, kind 2 the TokenUpdate of
+	// one of its enabled users; ordered by device_id, kind, id (bytewise).
+	SelectMigration string
+}
+
+// Store implements storage.AllStorage over a *sql.DB with a Dialect.
+type Store struct {
+	db     *sql.DB
+	d      *Dialect
+	cfg    *Config
+	logger log.Logger
+	stmts  statementCache
+}
+
+// New returns a store over db. The schema is expected to be in place
+// (see Migrate and CheckSchema).
+func New(db *sql.DB, d *Dialect, cfg *Config) *Store {
+	if cfg == nil {
+		cfg = &Config{}
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = log.Nop
+	}
+	return &Store{db: db, d: d, cfg: cfg, logger: logger}
+}
+
+// DB returns the connection pool of the store.
+func (s *Store) DB() *sql.DB { return s.db }
+
+// Close closes the connection pool.
+func (s *Store) Close() error { return s.db.Close() }
+
+// querier is what *sql.DB, *sql.Tx and *sql.Conn have in common.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+func (s *Store) render(text string, args Args) (string, []any, error) {
+	if text == "" {
+		return "", nil, fmt.Errorf("%s: statement not defined by dialect", s.d.Name)
+	}
+	return s.d.bind(s.stmts.get(text), args)
+}
+
+// exec runs a statement and returns its affected-row count.
+func (s *Store) exec(ctx context.Context, q querier, text string, args Args) (int64, error) {
+	query, vals, err := s.render(text, args)
+	if err != nil {
+		return 0, err
+	}
+	res, err := q.ExecContext(ctx, query, vals...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+// query runs a statement that returns rows.
+func (s *Store) query(ctx context.Context, q querier, text string, args Args) (*sql.Rows, error) {
+	query, vals, err := s.render(text, args)
+	if err != nil {
+		return nil, err
+	}
+	return q.QueryContext(ctx, query, vals...)
+}
+
+// scanOne runs a statement and scans its first row into dest. It reports
+// false, and no error, when there is no row.
+func (s *Store) scanOne(ctx context.Context, q querier, text string, args Args, dest ...any) (bool, error) {
+	rows, err := s.query(ctx, q, text, args)
+	if err != nil {
+		return false, err
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		return false, rows.Err()
+	}
+	if err := rows.Scan(dest...); err != nil {
+		return false, err
+	}
+	return true, rows.Close()
+}
+
+// scanStrings runs a statement returning one text column.
+func (s *Store) scanStrings(ctx context.Context, q querier, text string, args Args) ([]string, error) {
+	rows, err := s.query(ctx, q, text, args)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// Retry policy for deadlocks and serialization failures.
+const (
+	maxAttempts  = 10
+	retryBackoff = 2 * time.Millisecond
+	maxBackoff   = 200 * time.Millisecond
+)
+
+// retry runs op until it succeeds, fails with a non-retryable error, or
+// has been tried maxAttempts times. op must be safe to re-run: one
+// autocommit statement, or a whole transaction.
+func (s *Store) retry(ctx context.Context, what string, op func() error) error {
+	for attempt := 1; ; attempt++ {
+		err := op()
+		if err == nil || attempt == maxAttempts || s.d.IsRetryable == nil || !s.d.IsRetryable(err) {
+			return err
+		}
+		wait := min(retryBackoff<<attempt, maxBackoff)
+		wait = wait/2 + rand.N(wait)
+		s.logger.Debug("msg", "retrying after transient database error", "op", what, "attempt", attempt, "wait", wait.String(), "err", err)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return errors.Join(err, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// inTx runs fn in a transaction, retrying the whole transaction on
+// deadlocks and serialization failures.
+func (s *Store) inTx(ctx context.Context, what string, fn func(tx *sql.Tx) error) error {
+	return s.retry(ctx, what, func() error {
+		tx, err := s.db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		if err := fn(tx); err != nil {
+			tx.Rollback()
+			return err
+		}
+		return tx.Commit()
+	})
+}
+
+// requestIDs returns the enrollment ID of r and its device-channel ID.
+func requestIDs(r *mdm.Request) (ctx context.Context, id, deviceID string, err error) {
+	if r == nil || r.EnrollID == nil || r.EnrollID.ID == "" {
+		return nil, "", "", mdm.ErrInvalidEnrollment
+	}
+	ctx = r.Context
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	id = r.EnrollID.ID
+	if err := mdm.ValidateEnrollmentID(id); err != nil {
+		return nil, "", "", err
+	}
+	deviceID = id
+	if r.EnrollID.ParentID != "" {
+		deviceID = r.EnrollID.ParentID
+	}
+	return ctx, id, deviceID, nil
+}
+
+// batchSize is how many IDs go into one IN list or VALUES list of
+// perID parameters each.
+func (s *Store) batchSize(perID int) int {
+	const preferred = 5000
+	n := preferred
+	if s.d.MaxParams > 0 {
+		n = min(n, (s.d.MaxParams-8)/perID)
+	}
+	return max(n, 1)
+}
+
+// batches splits ids into consecutive slices of at most n.
+func batches(ids []string, n int) [][]string {
+	var out [][]string
+	for len(ids) > n {
+		out = append(out, ids[:n])
+		ids = ids[n:]
+	}
+	if len(ids) > 0 {
+		out = append(out, ids)
+	}
+	return out
+}
+
+// validIDs splits ids into valid, de-duplicated IDs (in order) and
+// per-ID errors for the malformed ones.
+func validIDs(ids []string) ([]string, map[string]error) {
+	var errs map[string]error
+	seen := make(map[string]bool, len(ids))
+	out := make([]string, 0, len(ids))
+	for _, id := range ids {
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		if err := mdm.ValidateEnrollmentID(id); err != nil {
+			if errs == nil {
+				errs = map[string]error{}
+			}
+			errs[id] = err
+			continue
+		}
+		out = append(out, id)
+	}
+	return out, errs
+}
+
+// nilIfEmpty stores empty byte slices as NULL.
+func nilIfEmpty(b []byte) any {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}
+
+var _ storage.AllStorage = (*Store)(nil)

@@ -1,0 +1,130 @@
+// Package pgsql is the PostgreSQL storage backend (lib/pq). It keeps only
+// what is PostgreSQL's own: the SQL text, the placeholder style, the error
+// codes and the embedded schema.sql; the storage logic is shared with the
+// MySQL backend.
+package pgsql
+
+import (
+	"context"
+	"database/sql"
+	_ "embed"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/lib/pq"
+	"github.com/lib/pq/pqerror"
+
+	"github.com/nanomdm/nanomdm/log"
+	"github.com/nanomdm/nanomdm/storage/internal/sqlstore"
+)
+
+//go:embed schema.sql
+var schemaSQL string
+
+// SchemaVersion is the version schema.sql creates.
+const SchemaVersion = 1
+
+// dialect is PostgreSQL's part of the SQL storage.
+var dialect = func() *sqlstore.Dialect {
+	sc := schemaQueries
+	sc.SQL = schemaSQL
+	sc.Version = SchemaVersion
+	return &sqlstore.Dialect{
+		Name:                 "pgsql",
+		NumberedPlaceholders: true,
+		MaxParams:            65535,
+		Queries:              queries,
+		Schema:               sc,
+		IsDuplicate: func(err error) bool {
+			return pq.As(err, pqerror.UniqueViolation) != nil
+		},
+		IsRetryable: func(err error) bool {
+			return pq.As(err, pqerror.TRDeadlockDetected, pqerror.TRSerializationFailure) != nil
+		},
+	}
+}()
+
+// PgSQL is a storage.AllStorage over a PostgreSQL database.
+type PgSQL struct {
+	*sqlstore.Store
+}
+
+// Option configures the backend.
+type Option = sqlstore.Option
+
+// WithLogger sets the logger (retries of transient errors are logged at
+// debug level, clean-up failures at info).
+func WithLogger(l log.Logger) Option { return sqlstore.WithLogger(l) }
+
+// WithDial sets the function that opens network connections to the
+// server.
+func WithDial(dial func(ctx context.Context, network, addr string) (net.Conn, error)) Option {
+	return sqlstore.WithDial(dial)
+}
+
+// New connects to the database named by dsn (a lib/pq connection string:
+// "host=… dbname=… user=…" or a postgres:// URL), applies options (see
+// sqlstore.ParseConfig: delete, migrate and the pool settings), pings the
+// server and checks the schema, creating or upgrading it when migrate=1.
+//
+// Parameters are always sent with their values in one message
+// (lib/pq's binary_parameters), which saves a round trip per statement.
+func New(ctx context.Context, dsn, options string, opts ...Option) (*PgSQL, error) {
+	cfg, err := sqlstore.ParseConfig(options, opts...)
+	if err != nil {
+		return nil, err
+	}
+	pcfg, err := pq.NewConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("pgsql: parsing DSN: %w", err)
+	}
+	pcfg.BinaryParameters = true
+	connector, err := pq.NewConnectorConfig(pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("pgsql: %w", err)
+	}
+	if cfg.Dial != nil {
+		connector.Dialer(dialer(cfg.Dial))
+	}
+	db := sql.OpenDB(connector)
+	cfg.ConfigurePool(db)
+	s := &PgSQL{Store: sqlstore.New(db, dialect, cfg)}
+	if err := s.open(ctx, cfg); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("pgsql: %w", err)
+	}
+	return s, nil
+}
+
+func (s *PgSQL) open(ctx context.Context, cfg *sqlstore.Config) error {
+	if err := s.DB().PingContext(ctx); err != nil {
+		return fmt.Errorf("connecting: %w", err)
+	}
+	if cfg.Migrate {
+		if err := s.Migrate(ctx); err != nil {
+			return err
+		}
+	}
+	return s.CheckSchema(ctx)
+}
+
+// dialer adapts a dial function to lib/pq's Dialer interfaces.
+type dialer func(ctx context.Context, network, addr string) (net.Conn, error)
+
+func (d dialer) Dial(network, addr string) (net.Conn, error) {
+	return d(context.Background(), network, addr)
+}
+
+func (d dialer) DialTimeout(network, addr string, timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return d(ctx, network, addr)
+}
+
+func (d dialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	return d(ctx, network, addr)
+}
+
+// ErrSchema wraps every problem with the database schema.
+var ErrSchema = sqlstore.ErrSchema

@@ -1,0 +1,55 @@
+// Package storagetest is the contract suite every storage backend passes,
+// in the spirit of testing/fstest.TestFS: Run drives a store through each
+// behaviour the storage interfaces document, with have/want messages.
+//
+// Run works for backends that hand every subtest a fresh store and for
+// those that share one database between subtests: each subtest uses its
+// own random enrollment IDs, CommandUUIDs and push topics, and reads of
+// global data (such as the migration output) look only at its own IDs.
+//
+// The package also exports the builders the suite uses (Channel, NewDevice,
+// NewCommand, NewPushCert, EncodeBinaryPlist …) for other tests.
+package storagetest
+
+import (
+	"testing"
+
+	"github.com/nanomdm/nanomdm/storage"
+)
+
+// Run runs the contract suite. newStore is called once per subtest.
+func Run(t *testing.T, newStore func(t *testing.T) storage.AllStorage) {
+	cases := []struct {
+		name string
+		test func(t *testing.T, s storage.AllStorage)
+	}{
+		{"EnrollAndTally", testEnrollAndTally},
+		{"UnknownEnrollmentEmpty", testUnknownEnrollmentEmpty},
+		{"EnqueueToUnknownEnrollment", testEnqueueToUnknownEnrollment},
+		{"FIFOWithinMillisecond", testFIFO},
+		{"ReportRemovesCommand", testReportRemovesCommand},
+		{"IdleStoresNothing", testIdleStoresNothing},
+		{"NotNow", testNotNow},
+		{"AuthenticateClearsQueues", testAuthenticateClearsQueues},
+		{"ClearQueue", testClearQueue},
+		{"UserChannelQueues", testUserChannelQueues},
+		{"UnknownCommandReport", testUnknownCommandReport},
+		{"EnqueueToManyIDs", testEnqueueToManyIDs},
+		{"DuplicateCommandUUID", testDuplicateCommandUUID},
+		{"RetrievePushInfo", testRetrievePushInfo},
+		{"ConcurrentEnqueue", testConcurrentEnqueue},
+		{"ConcurrentCommandLoop", testConcurrentCommandLoop},
+		{"BootstrapToken", testBootstrapToken},
+		{"UserAuthenticate", testUserAuthenticate},
+		{"Disable", testDisable},
+		{"PushCert", testPushCert},
+		{"CertAuth", testCertAuth},
+		{"Migration", testMigration},
+		{"InvalidIDs", testInvalidIDs},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.test(t, newStore(t))
+		})
+	}
+}
