@@ -22,6 +22,7 @@ import (
 	httpmdm "github.com/nanomdm/nanomdm/http/mdm"
 	"github.com/nanomdm/nanomdm/log"
 	"github.com/nanomdm/nanomdm/log/gokit"
+	pushsvc "github.com/nanomdm/nanomdm/push/service"
 	"github.com/nanomdm/nanomdm/service"
 	"github.com/nanomdm/nanomdm/service/certauth"
 	"github.com/nanomdm/nanomdm/service/dump"
@@ -75,6 +76,7 @@ type config struct {
 	idleTimeout     time.Duration
 	shutdownTimeout time.Duration
 	maxHeaderBytes  int
+	push            pushConfig
 }
 
 func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
@@ -107,6 +109,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	fs.DurationVar(&c.idleTimeout, "idle-timeout", 120*time.Second, "keep-alive idle timeout")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "time allowed for in-flight requests on shutdown")
 	fs.IntVar(&c.maxHeaderBytes, "max-header-bytes", 8<<20, "largest request line plus headers (the enqueue API takes IDs in the path)")
+	c.push.register(fs)
 	if err := fs.Parse(args[1:]); err != nil {
 		return nil, err
 	}
@@ -135,6 +138,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if c.caPath == "" && !c.disableMDM {
 		return errors.New("-ca is required: a PEM file of the CA that issues device identities")
+	}
+	pushFactory, err := c.push.factory()
+	if err != nil {
+		return fmt.Errorf("push flags: %w", err)
 	}
 	logger := gokit.New(stderr, c.debug)
 
@@ -194,9 +201,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			api.WithBodyLimit(c.bodyLimit),
 			api.WithMaxIDs(c.apiMaxIDs),
 		}
+		pusher := pushsvc.New(store, pushFactory.NewProvider, pushsvc.WithLogger(logger.With("service", "push")))
+		defer pusher.Close()
+		apiOpts = append(apiOpts, api.WithPusher(pusher))
 		auth := func(h http.Handler, methods ...string) http.Handler {
 			return mdmhttp.BasicAuthMiddleware(mdmhttp.MethodsMiddleware(h, methods...), mdmhttp.APIUsername, c.apiKey, "nanomdm")
 		}
+		mux.Handle("/v1/pushcert", auth(api.PushCertHandler(store, apiOpts...), http.MethodPut, http.MethodGet))
 		mux.Handle("/v1/enqueue/", auth(http.StripPrefix("/v1/enqueue/", api.EnqueueHandler(store, apiOpts...)), http.MethodPut, http.MethodPost))
 		mux.Handle("/v1/push/", auth(http.StripPrefix("/v1/push/", api.PushHandler(apiOpts...)), http.MethodGet, http.MethodPost))
 		if c.migration {

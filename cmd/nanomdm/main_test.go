@@ -244,7 +244,8 @@ func TestEnqueueAnswers(t *testing.T) {
 		{"wrong method", "DELETE", "/v1/enqueue/X", "", true, 405},
 		{"bad plist", "PUT", "/v1/enqueue/X", "<plist>", true, 400},
 		{"no request type", "PUT", "/v1/enqueue/X", `<plist><dict><key>CommandUUID</key><string>u</string></dict></plist>`, true, 400},
-		{"unsafe id", "PUT", "/v1/enqueue/..", string(cmd.Raw), true, 400},
+		{"unsafe id", "PUT", "/v1/enqueue/a%2Fb", string(cmd.Raw), true, 400},
+		{"control character id", "PUT", "/v1/enqueue/bad%01id", string(cmd.Raw), true, 400},
 		{"no ids", "PUT", "/v1/enqueue/", string(cmd.Raw), true, 400},
 		{"version", "GET", "/version", "", false, 200},
 	} {

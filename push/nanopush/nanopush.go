@@ -150,18 +150,21 @@ type Provider struct {
 	closed     atomic.Bool
 }
 
-// New returns a Provider that authenticates with cert (which must hold
-// its private key).
-func New(cert *tls.Certificate, opts ...Option) (*Provider, error) {
-	c := &config{baseURL: Production, workers: DefaultWorkers, timeout: DefaultTimeout}
+// Factory makes Providers that share one set of options, checked once.
+type Factory struct {
+	c    config
+	base *url.URL
+}
+
+// NewFactory checks opts and returns a Factory that applies them. The
+// proxy environment variables are read now.
+func NewFactory(opts ...Option) (*Factory, error) {
+	c := config{baseURL: Production, workers: DefaultWorkers, timeout: DefaultTimeout}
 	for _, o := range opts {
-		o(c)
-	}
-	if cert == nil || len(cert.Certificate) == 0 || cert.PrivateKey == nil {
-		return nil, errors.New("push certificate with private key required")
+		o(&c)
 	}
 	u, err := url.Parse(c.baseURL)
-	if err != nil || u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/") {
+	if err != nil || u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
 		return nil, fmt.Errorf("APNs base URL %q: want https://host[:port]", c.baseURL)
 	}
 	if c.workers < 1 {
@@ -170,11 +173,34 @@ func New(cert *tls.Certificate, opts ...Option) (*Provider, error) {
 	if c.timeout <= 0 {
 		return nil, fmt.Errorf("push timeout: have %v, want more than 0", c.timeout)
 	}
+	if c.expiration < 0 {
+		return nil, fmt.Errorf("push expiration: have %v, want 0 (none) or more", c.expiration)
+	}
 	if c.proxy == nil {
 		c.proxy = httpproxy.FromEnvironment().ProxyFunc()
 	}
+	return &Factory{c: c, base: &url.URL{Scheme: u.Scheme, Host: u.Host}}, nil
+}
+
+// New returns a Provider that authenticates with cert (which must hold
+// its private key). It is NewFactory(opts...) then NewProvider(cert).
+func New(cert *tls.Certificate, opts ...Option) (*Provider, error) {
+	f, err := NewFactory(opts...)
+	if err != nil {
+		return nil, err
+	}
+	return f.NewProvider(cert)
+}
+
+// NewProvider returns a Provider that authenticates with cert (which
+// must hold its private key).
+func (f *Factory) NewProvider(cert *tls.Certificate) (*Provider, error) {
+	if cert == nil || len(cert.Certificate) == 0 || cert.PrivateKey == nil {
+		return nil, errors.New("push certificate with private key required")
+	}
+	c := f.c
 	p := &Provider{
-		base:       &url.URL{Scheme: u.Scheme, Host: u.Host},
+		base:       f.base,
 		timeout:    c.timeout,
 		expiration: c.expiration,
 		workers:    c.workers,
@@ -296,13 +322,21 @@ func (p *Provider) dialProxy(ctx context.Context, proxyURL *url.URL, addr string
 // ErrClosed is the result of pushes through a closed Provider.
 var ErrClosed = errors.New("push provider closed")
 
+// ErrUnresponsive is the result of the pushes a call gave up on after
+// APNs let too many requests in a row time out (twice the workers, at
+// least 10): a stalled server fails a large call within a few timeouts
+// instead of one timeout per push.
+var ErrUnresponsive = errors.New("push not sent: APNs stopped answering (consecutive timeouts)")
+
 // Push sends one push per element of pushes, at most the configured
 // number of workers at once, and returns their results in the same order:
 // the apns-id, or the error for that token alone. Pushes not sent before
-// ctx is done fail with its error.
+// ctx is done fail with its error; those not sent after APNs stopped
+// answering fail with ErrUnresponsive.
 func (p *Provider) Push(ctx context.Context, pushes []*mdm.Push) []push.Response {
 	out := make([]push.Response, len(pushes))
-	var next atomic.Int64
+	var next, stalls atomic.Int64
+	limit := int64(max(2*p.workers, 10))
 	var wg sync.WaitGroup
 	for range min(p.workers, len(pushes)) {
 		wg.Add(1)
@@ -313,7 +347,17 @@ func (p *Provider) Push(ctx context.Context, pushes []*mdm.Push) []push.Response
 				if i >= len(pushes) {
 					return
 				}
-				out[i] = p.push(ctx, pushes[i])
+				if stalls.Load() >= limit {
+					out[i].Err = ErrUnresponsive
+					continue
+				}
+				var timedOut bool
+				out[i], timedOut = p.push(ctx, pushes[i])
+				if timedOut {
+					stalls.Add(1)
+				} else {
+					stalls.Store(0)
+				}
 			}
 		}()
 	}
@@ -321,28 +365,30 @@ func (p *Provider) Push(ctx context.Context, pushes []*mdm.Push) []push.Response
 	return out
 }
 
-// push sends one push once a worker slot is free.
-func (p *Provider) push(ctx context.Context, info *mdm.Push) push.Response {
+// push sends one push once a worker slot is free. It reports whether the
+// request timed out waiting for APNs.
+func (p *Provider) push(ctx context.Context, info *mdm.Push) (push.Response, bool) {
 	switch {
 	case info == nil || len(info.Token) == 0:
-		return push.Response{Err: errors.New("no device token")}
+		return push.Response{Err: errors.New("no device token")}, false
 	case info.PushMagic == "":
-		return push.Response{Err: errors.New("no push magic")}
+		return push.Response{Err: errors.New("no push magic")}, false
 	}
 	select {
 	case p.slots <- struct{}{}:
 		defer func() { <-p.slots }()
 	case <-ctx.Done():
-		return push.Response{Err: fmt.Errorf("push not sent: %w", context.Cause(ctx))}
+		return push.Response{Err: fmt.Errorf("push not sent: %w", context.Cause(ctx))}, false
 	}
 	if err := ctx.Err(); err != nil {
-		return push.Response{Err: fmt.Errorf("push not sent: %w", context.Cause(ctx))}
+		return push.Response{Err: fmt.Errorf("push not sent: %w", context.Cause(ctx))}, false
 	}
 	if p.closed.Load() {
-		return push.Response{Err: ErrClosed}
+		return push.Response{Err: ErrClosed}, false
 	}
 	id, err := p.send(ctx, info)
-	return push.Response{ID: id, Err: err}
+	timedOut := err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded)
+	return push.Response{ID: id, Err: err}, timedOut
 }
 
 // payload is the body of an MDM push.

@@ -294,6 +294,41 @@ func TestStallingServerTimesOut(t *testing.T) {
 	srv.Close()
 }
 
+func TestStallingServerGivesUpOnLargeCall(t *testing.T) {
+	checkNoLeak(t)
+	var answered atomic.Int64
+	srv := apnstest.NewServer(t, func(*apnstest.Push) apnstest.Reply {
+		// A few answers first, then nothing.
+		return apnstest.Reply{Stall: answered.Add(1) > 20}
+	})
+	p, _ := newProvider(t, srv, nanopush.WithTimeout(100*time.Millisecond))
+	start := time.Now()
+	res := p.Push(context.Background(), newPushes(2000))
+	// One timeout per push would take 2000*100ms/5 = 40s; giving up after
+	// 10 timeouts in a row takes about 2 rounds of 100ms.
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("2000 pushes to a stalling server took %v, want well under 5s", d)
+	}
+	var ok, timeout, gaveUp int
+	for i, r := range res {
+		switch {
+		case r.Err == nil:
+			ok++
+		case errors.Is(r.Err, context.DeadlineExceeded):
+			timeout++
+		case errors.Is(r.Err, nanopush.ErrUnresponsive):
+			gaveUp++
+		default:
+			t.Errorf("push %d: unexpected error %v", i, r.Err)
+		}
+	}
+	if ok != 20 || timeout < 10 || timeout > 20 || ok+timeout+gaveUp != 2000 {
+		t.Errorf("results: %d ok, %d timed out, %d given up; want 20 ok, 10-20 timed out, the rest given up", ok, timeout, gaveUp)
+	}
+	p.Close()
+	srv.Close()
+}
+
 func TestContextCanceled(t *testing.T) {
 	srv := apnstest.NewServer(t, nil)
 	p, _ := newProvider(t, srv)
@@ -437,6 +472,7 @@ func TestNewRefusesBadSettings(t *testing.T) {
 		{"base URL with path", cert, []nanopush.Option{nanopush.WithBaseURL("https://api.push.apple.com/3/device")}},
 		{"zero workers", cert, []nanopush.Option{nanopush.WithWorkers(0)}},
 		{"zero timeout", cert, []nanopush.Option{nanopush.WithTimeout(0)}},
+		{"negative expiration", cert, []nanopush.Option{nanopush.WithExpiration(-time.Second)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if p, err := nanopush.New(tc.cert, tc.opts...); err == nil {

@@ -25,17 +25,6 @@ type Provider interface {
 	Close()
 }
 
-// ProviderFactory builds the Provider for a push certificate.
-type ProviderFactory interface {
-	NewProvider(cert *tls.Certificate) (Provider, error)
-}
-
-// ProviderFactoryFunc adapts a function to ProviderFactory.
-type ProviderFactoryFunc func(cert *tls.Certificate) (Provider, error)
-
-// NewProvider calls f(cert).
-func (f ProviderFactoryFunc) NewProvider(cert *tls.Certificate) (Provider, error) { return f(cert) }
-
 // Store is the storage the service reads: the push data of enrollments
 // and the push certificates of topics.
 type Store interface {
@@ -55,9 +44,9 @@ func WithLogger(l log.Logger) Option { return func(s *Service) { s.logger = l } 
 // Service pushes to enrollments by ID. It is safe for concurrent use and
 // satisfies the Pusher of the API handlers.
 type Service struct {
-	store   Store
-	factory ProviderFactory
-	logger  log.Logger
+	store       Store
+	newProvider func(cert *tls.Certificate) (Provider, error)
+	logger      log.Logger
 
 	mu     sync.Mutex // guards topics and the use counts of providers
 	topics map[string]*topicSlot
@@ -79,9 +68,21 @@ type cachedProvider struct {
 }
 
 // New returns a Service that reads push data and certificates from store
-// and builds providers with factory.
-func New(store Store, factory ProviderFactory, opts ...Option) *Service {
-	s := &Service{store: store, factory: factory, logger: log.Nop, topics: map[string]*topicSlot{}}
+// and builds the provider of a topic with newProvider (such as
+// nanopush.Factory.NewProvider).
+func New[P Provider](store Store, newProvider func(cert *tls.Certificate) (P, error), opts ...Option) *Service {
+	s := &Service{
+		store: store,
+		newProvider: func(cert *tls.Certificate) (Provider, error) {
+			p, err := newProvider(cert)
+			if err != nil {
+				return nil, err // not a Provider holding a nil P
+			}
+			return p, nil
+		},
+		logger: log.Nop,
+		topics: map[string]*topicSlot{},
+	}
 	for _, o := range opts {
 		o(s)
 	}
@@ -204,7 +205,7 @@ func (s *Service) acquire(ctx context.Context, topic string) (*cachedProvider, e
 	if err != nil {
 		return nil, fmt.Errorf("retrieving push cert of topic %q: %w", topic, err)
 	}
-	prov, err := s.factory.NewProvider(cert)
+	prov, err := s.newProvider(cert)
 	if err != nil {
 		return nil, fmt.Errorf("building push provider for topic %q: %w", topic, err)
 	}

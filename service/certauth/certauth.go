@@ -7,6 +7,7 @@ package certauth
 import (
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/nanomdm/nanomdm/cryptoutil"
 	"github.com/nanomdm/nanomdm/log"
@@ -34,6 +35,12 @@ type CertAuth struct {
 	store  storage.CertAuthStore
 	logger log.Logger
 	retro  bool
+
+	// assocMu serialises the check-then-associate step, so that two
+	// concurrent first requests cannot bind one certificate to two
+	// enrollments. Associations are rare (enrollment, renewal, first
+	// request after migration); the common path takes no lock.
+	assocMu sync.Mutex
 }
 
 // Option configures CertAuth.
@@ -56,10 +63,14 @@ func New(next service.CheckinAndCommandService, store storage.CertAuthStore, opt
 	return c
 }
 
-// associateNew handles an Authenticate: a certificate already bound to
-// this device passes, one bound to another device is refused, a new one
-// is bound (a renewed identity arrives this way).
-func (c *CertAuth) associateNew(r *mdm.Request) error {
+// check authorizes r. A certificate already bound to the device passes.
+// Otherwise, on an Authenticate (authenticate set) a certificate bound to
+// no enrollment is bound to this one: a new enrollment or a renewed
+// identity. On any other request it is refused, unless retroactive
+// association is allowed and the enrollment has no certificate at all,
+// in which case the same rule applies. A certificate bound to another
+// enrollment is always refused.
+func (c *CertAuth) check(r *mdm.Request, authenticate bool) error {
 	if r.Certificate == nil {
 		return ErrNoCertificate
 	}
@@ -71,6 +82,27 @@ func (c *CertAuth) associateNew(r *mdm.Request) error {
 	if ok {
 		return nil
 	}
+	if !authenticate && !c.retro {
+		return c.refuse(r, hash, ErrNotAssociated)
+	}
+
+	c.assocMu.Lock()
+	defer c.assocMu.Unlock()
+	// Another request may have bound it while we waited for the lock.
+	if ok, err = c.store.IsCertHashAssociated(r, hash); err != nil {
+		return fmt.Errorf("checking association: %w", err)
+	} else if ok {
+		return nil
+	}
+	if !authenticate {
+		has, err := c.store.EnrollmentHasCertHash(r, hash)
+		if err != nil {
+			return fmt.Errorf("checking enrollment association: %w", err)
+		}
+		if has {
+			return c.refuse(r, hash, ErrNotAssociated)
+		}
+	}
 	used, err := c.store.HasCertHash(r, hash)
 	if err != nil {
 		return fmt.Errorf("checking certificate use: %w", err)
@@ -81,48 +113,16 @@ func (c *CertAuth) associateNew(r *mdm.Request) error {
 	if err := c.store.AssociateCertHash(r, hash, r.Certificate.NotAfter); err != nil {
 		return fmt.Errorf("associating certificate: %w", err)
 	}
-	log.From(r.Context, c.logger).Info("msg", "certificate associated", "hash", hash)
+	msg := "certificate associated"
+	if !authenticate {
+		msg = "certificate associated retroactively"
+	}
+	log.From(r.Context, c.logger).Info("msg", msg, "hash", hash)
 	return nil
 }
 
-// validate handles every other request: the certificate must be bound to
-// the device, or (with retroactive association) the device must have no
-// binding at all and the certificate none elsewhere.
-func (c *CertAuth) validate(r *mdm.Request) error {
-	if r.Certificate == nil {
-		return ErrNoCertificate
-	}
-	hash := cryptoutil.CertHash(r.Certificate)
-	ok, err := c.store.IsCertHashAssociated(r, hash)
-	if err != nil {
-		return fmt.Errorf("checking association: %w", err)
-	}
-	if ok {
-		return nil
-	}
-	if !c.retro {
-		return c.refuse(r, hash, ErrNotAssociated)
-	}
-	has, err := c.store.EnrollmentHasCertHash(r, hash)
-	if err != nil {
-		return fmt.Errorf("checking enrollment association: %w", err)
-	}
-	if has {
-		return c.refuse(r, hash, ErrNotAssociated)
-	}
-	used, err := c.store.HasCertHash(r, hash)
-	if err != nil {
-		return fmt.Errorf("checking certificate use: %w", err)
-	}
-	if used {
-		return c.refuse(r, hash, ErrCertReused)
-	}
-	if err := c.store.AssociateCertHash(r, hash, r.Certificate.NotAfter); err != nil {
-		return fmt.Errorf("associating certificate: %w", err)
-	}
-	log.From(r.Context, c.logger).Info("msg", "certificate associated retroactively", "hash", hash)
-	return nil
-}
+// validate authorizes every request but Authenticate.
+func (c *CertAuth) validate(r *mdm.Request) error { return c.check(r, false) }
 
 func (c *CertAuth) refuse(r *mdm.Request, hash string, err error) error {
 	log.From(r.Context, c.logger).Info("msg", "certificate refused", "hash", hash, "err", err)
@@ -131,7 +131,12 @@ func (c *CertAuth) refuse(r *mdm.Request, hash string, err error) error {
 
 // Authenticate implements service.Checkin.
 func (c *CertAuth) Authenticate(r *mdm.Request, m *mdm.Authenticate) error {
-	if err := c.associateNew(r); err != nil {
+	// Authenticate belongs to device channels; refuse it before binding
+	// anything, or a refused message would leave an association behind.
+	if r.EnrollID == nil || r.EnrollID.Type.IsUserChannel() {
+		return fmt.Errorf("%w: Authenticate on a user channel", mdm.ErrInvalidEnrollment)
+	}
+	if err := c.check(r, true); err != nil {
 		return err
 	}
 	return c.next.Authenticate(r, m)

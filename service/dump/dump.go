@@ -1,9 +1,11 @@
 // Package dump writes every MDM request's raw plist and every non-empty
-// answer (next command, digest challenge, bootstrap token, declarative
-// management answer) to a writer, for troubleshooting.
+// answer (next command, digest challenge, bootstrap token, get-token
+// answer, declarative management answer, including a DM server's non-200
+// body) to a writer, for troubleshooting.
 package dump
 
 import (
+	"errors"
 	"io"
 	"sync"
 
@@ -84,6 +86,11 @@ func (s *Service) DeclarativeManagement(r *mdm.Request, m *mdm.DeclarativeManage
 	s.dump(m.Raw)
 	b, err := s.next.DeclarativeManagement(r, m)
 	s.dump(b)
+	// A DM server's non-200 answer reaches the device too.
+	var se *service.StatusError
+	if errors.As(err, &se) {
+		s.dump(se.Body)
+	}
 	return b, err
 }
 

@@ -93,19 +93,18 @@ func (s *Storage) IsPushCertStale(_ context.Context, topic, staleToken string) (
 }
 
 // certHashPaths returns the association file of hash for the device of r
-// and the marker file of hash.
-func (s *Storage) certHashPaths(r *mdm.Request, hash string) (deviceDir, assoc, marker string, err error) {
+// and the marker file of hash. The device ID was validated as an
+// enrollment ID and the hash is alphanumeric, so both are safe names.
+func (s *Storage) certHashPaths(r *mdm.Request, hash string) (assoc, marker string, err error) {
 	c, err := s.requestChannel(r)
 	if err != nil {
-		return "", "", "", err
+		return "", "", err
 	}
 	if !isHashName(hash) {
-		return "", "", "", fmt.Errorf("invalid certificate hash %q", hash)
+		return "", "", fmt.Errorf("invalid certificate hash %q", hash)
 	}
-	if deviceDir, err = s.safeName(certAuthDir, c.deviceID); err != nil {
-		return "", "", "", err
-	}
-	return deviceDir, filepath.Join(deviceDir, hash), filepath.Join(s.dir, certHashesDir, hash), nil
+	assoc = filepath.Join(s.dir, certAuthDir, c.deviceID, hash)
+	return assoc, filepath.Join(s.dir, certHashesDir, hash), nil
 }
 
 // isHashName reports whether hash is a hex-like digest, safe as a file
@@ -134,7 +133,7 @@ func exists(path string) (bool, error) {
 
 // HasCertHash implements storage.CertAuthStore.
 func (s *Storage) HasCertHash(r *mdm.Request, hash string) (bool, error) {
-	_, _, marker, err := s.certHashPaths(r, hash)
+	_, marker, err := s.certHashPaths(r, hash)
 	if err != nil {
 		return false, err
 	}
@@ -147,11 +146,7 @@ func (s *Storage) EnrollmentHasCertHash(r *mdm.Request, _ string) (bool, error) 
 	if err != nil {
 		return false, err
 	}
-	dir, err := s.safeName(certAuthDir, c.deviceID)
-	if err != nil {
-		return false, err
-	}
-	entries, err := os.ReadDir(dir)
+	entries, err := os.ReadDir(filepath.Join(s.dir, certAuthDir, c.deviceID))
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}
@@ -168,7 +163,7 @@ func (s *Storage) EnrollmentHasCertHash(r *mdm.Request, _ string) (bool, error) 
 
 // IsCertHashAssociated implements storage.CertAuthStore.
 func (s *Storage) IsCertHashAssociated(r *mdm.Request, hash string) (bool, error) {
-	_, assoc, _, err := s.certHashPaths(r, hash)
+	assoc, _, err := s.certHashPaths(r, hash)
 	if err != nil {
 		return false, err
 	}
@@ -179,7 +174,7 @@ func (s *Storage) IsCertHashAssociated(r *mdm.Request, hash string) (bool, error
 // written before the marker: after a crash between the two, the device is
 // still authorized and the hash merely looks unused elsewhere.
 func (s *Storage) AssociateCertHash(r *mdm.Request, hash string, certNotAfter time.Time) error {
-	_, assoc, marker, err := s.certHashPaths(r, hash)
+	assoc, marker, err := s.certHashPaths(r, hash)
 	if err != nil {
 		return err
 	}

@@ -12,8 +12,8 @@
 //	    bootstrap_token            raw escrowed bootstrap token
 //	    user_authenticate.plist    raw UserAuthenticate (and _digest)
 //	    last_seen                  empty; its mtime is the last-seen time
-//	    queue                      the outstanding commands, in order
-//	    results/<CommandUUID>      raw latest report of each command
+//	    queue                      the enrollment's queued commands, in order
+//	    results/<CommandUUID>      raw final report of each command
 //	    users/<user part>/         a user channel ("UDID:UserID" and the
 //	                               like): the same files, without users/
 //	commands/<CommandUUID>         raw command, written once
@@ -23,7 +23,8 @@
 //
 // A user channel lives inside its device's directory, so each path element
 // stays within the 255-byte limit of file names and a device's cascade
-// (Authenticate, Disable, ClearQueue) finds its users without a scan.
+// (Authenticate, Disable, ClearQueue) finds its users without a scan. IDs
+// are validated again here before they become path elements.
 //
 // Every file is replaced atomically: written to a temporary file (named
 // ".tmp-…") in the same directory, then renamed over the old one, so a
@@ -31,18 +32,21 @@
 // a crash leaves behind are never read. WithSync adds fsync for durability
 // across power loss.
 //
-// The queue file lists an enrollment's outstanding commands in enqueue
-// order, which is the order they are sent (commands carry no priority), so
-// the order is exact for commands enqueued in the same instant and
-// survives restarts. Writers of one device and its users are serialized by
-// an in-process lock, so one storage directory must be used by one process
-// at a time.
+// The queue file lists an enrollment's commands in enqueue order, which is
+// the order they are sent (commands carry no priority), so the order is
+// exact for commands enqueued in the same instant and survives restarts.
+// It also holds each command's NotNow count and time. A final report takes
+// a command off the queue by its file in results/ alone, so the command
+// loop writes one file per request; the queue file drops such commands
+// when it is next rewritten. CommandUUIDs are never reused.
+//
+// Writers of one device and its users are serialized by an in-process
+// lock, so one storage directory must be used by one process at a time.
 package file
 
 import (
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -97,8 +101,8 @@ type Option func(*Storage)
 // WithSync makes every write fsync the file and its directory before it
 // counts as done, so that it survives power loss, not only a crash of the
 // process. It is off by default: it adds disk latency to every request.
-func WithSync(sync bool) Option {
-	return func(s *Storage) { s.sync = sync }
+func WithSync(on bool) Option {
+	return func(s *Storage) { s.sync = on }
 }
 
 // ErrUnknownLayout means the storage directory holds files this backend
@@ -132,7 +136,8 @@ func New(dir string, opts ...Option) (*Storage, error) {
 }
 
 // checkFormat accepts a directory with our marker, or an empty one (where
-// it writes the marker).
+// it writes the marker). A crash between creating the marker and the
+// sub-directories is harmless: New creates those every time.
 func (s *Storage) checkFormat() error {
 	b, err := os.ReadFile(filepath.Join(s.dir, formatFile))
 	switch {
@@ -148,7 +153,8 @@ func (s *Storage) checkFormat() error {
 		return fmt.Errorf("reading storage directory: %w", err)
 	}
 	for _, e := range entries {
-		if !strings.HasPrefix(e.Name(), tempPrefix) {
+		// A file system mounted here may bring lost+found.
+		if !strings.HasPrefix(e.Name(), tempPrefix) && e.Name() != "lost+found" {
 			return fmt.Errorf("%w: %s is not empty and has no %q file", ErrUnknownLayout, s.dir, formatFile)
 		}
 	}
@@ -158,9 +164,12 @@ func (s *Storage) checkFormat() error {
 // lock locks the stripe of a device and its user channels and returns
 // the unlock function.
 func (s *Storage) lock(deviceID string) func() {
-	h := fnv.New32a()
-	h.Write([]byte(deviceID))
-	m := &s.locks[h.Sum32()%lockStripes]
+	// FNV-1a, inline to spare an allocation per request.
+	h := uint32(2166136261)
+	for i := 0; i < len(deviceID); i++ {
+		h = (h ^ uint32(deviceID[i])) * 16777619
+	}
+	m := &s.locks[h%lockStripes]
 	m.Lock()
 	return m.Unlock
 }

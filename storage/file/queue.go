@@ -108,7 +108,46 @@ func indexOf(q []queueEntry, uuid string) int {
 	return -1
 }
 
-// StoreCommandReport implements storage.CommandQueueStore.
+// A command leaves an enrollment's queue when its final (non-NotNow)
+// report is stored in results/. The queue file is not rewritten then: one
+// new file per report instead of two keeps the command loop cheap, and
+// CommandUUIDs are never reused, so a result marks its command done for
+// good. Done entries are dropped from the queue file the next time it is
+// rewritten anyway (enqueue, NotNow), or when it grows past compactAt.
+const compactAt = 32
+
+func (c channel) resultPath(uuid string) string {
+	return filepath.Join(c.dir, resultsDir, uuid)
+}
+
+// isDone reports whether the command has a final result for c.
+func isDone(c channel, uuid string) (bool, error) {
+	ok, err := exists(c.resultPath(uuid))
+	if err != nil {
+		return false, fmt.Errorf("reading result of %s: %w", uuid, err)
+	}
+	return ok, nil
+}
+
+// pending returns the entries of q that are not done.
+func pending(c channel, q []queueEntry) ([]queueEntry, error) {
+	out := q[:0:0]
+	for _, e := range q {
+		done, err := isDone(c, e.uuid)
+		if err != nil {
+			return nil, err
+		}
+		if !done {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+// StoreCommandReport implements storage.CommandQueueStore. The raw report
+// of a final status is kept in results/; a NotNow report only updates the
+// command's NotNow count and time in the queue file, as the device will
+// report the command again.
 func (s *Storage) StoreCommandReport(r *mdm.Request, report *mdm.CommandResults) error {
 	c, err := s.requestChannel(r)
 	if err != nil {
@@ -126,30 +165,46 @@ func (s *Storage) StoreCommandReport(r *mdm.Request, report *mdm.CommandResults)
 		return err
 	}
 	i := indexOf(q, report.CommandUUID)
-	if i < 0 {
-		return fmt.Errorf("%w: %q", storage.ErrUnknownCommand, report.CommandUUID)
+	done := false
+	if i >= 0 {
+		if done, err = isDone(c, report.CommandUUID); err != nil {
+			return err
+		}
 	}
-	// The CommandUUID is in the queue, so it was validated at enqueue.
-	if err := s.writeInDir(filepath.Join(c.dir, resultsDir, report.CommandUUID), report.Raw); err != nil {
-		return fmt.Errorf("storing command result: %w", err)
+	if i < 0 || done {
+		return fmt.Errorf("%w: %q", storage.ErrUnknownCommand, report.CommandUUID)
 	}
 	if report.Status == mdm.StatusNotNow {
 		if q[i].notNowTally == 0 {
 			q[i].notNowAt = s.now().UnixNano()
 		}
 		q[i].notNowTally++
-	} else {
-		q = append(q[:i], q[i+1:]...)
+		if q, err = pending(c, q); err == nil {
+			err = s.writeQueue(c, q)
+		}
+		if err != nil {
+			return fmt.Errorf("storing NotNow: %w", err)
+		}
+		return nil
 	}
-	if err := s.writeQueue(c, q); err != nil {
-		return fmt.Errorf("updating queue: %w", err)
+	// The CommandUUID is in the queue, so it was validated at enqueue.
+	if err := s.writeInDir(c.resultPath(report.CommandUUID), report.Raw); err != nil {
+		return fmt.Errorf("storing command result: %w", err)
+	}
+	if len(q) > compactAt {
+		if q, err = pending(c, q); err == nil {
+			err = s.writeQueue(c, q)
+		}
+		if err != nil {
+			return fmt.Errorf("compacting queue: %w", err)
+		}
 	}
 	return nil
 }
 
 // RetrieveNextCommand implements storage.CommandQueueStore. It takes no
-// lock: the queue file is only ever replaced whole and command files are
-// written once, so it reads a consistent queue.
+// lock: the queue file is only ever replaced whole, and result and command
+// files are written once, so it always reads a consistent queue.
 func (s *Storage) RetrieveNextCommand(r *mdm.Request, skipNotNow bool) (*mdm.Command, error) {
 	c, err := s.requestChannel(r)
 	if err != nil {
@@ -161,6 +216,13 @@ func (s *Storage) RetrieveNextCommand(r *mdm.Request, skipNotNow bool) (*mdm.Com
 	}
 	for _, e := range q {
 		if skipNotNow && e.notNowTally > 0 {
+			continue
+		}
+		done, err := isDone(c, e.uuid)
+		if err != nil {
+			return nil, err
+		}
+		if done {
 			continue
 		}
 		raw, err := os.ReadFile(filepath.Join(s.dir, commandsDir, e.uuid))
@@ -246,6 +308,9 @@ func (s *Storage) enqueue(id string, entry queueEntry) error {
 	}
 	if indexOf(q, entry.uuid) >= 0 {
 		return nil // the same ID twice in one call: queued once
+	}
+	if q, err = pending(c, q); err != nil {
+		return err
 	}
 	if err := s.writeQueue(c, append(q, entry)); err != nil {
 		return fmt.Errorf("enqueueing: %w", err)

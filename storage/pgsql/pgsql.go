@@ -90,23 +90,11 @@ func New(ctx context.Context, dsn, options string, opts ...Option) (*PgSQL, erro
 	db := sql.OpenDB(connector)
 	cfg.ConfigurePool(db)
 	s := &PgSQL{Store: sqlstore.New(db, dialect, cfg)}
-	if err := s.open(ctx, cfg); err != nil {
+	if err := s.Prepare(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("pgsql: %w", err)
 	}
 	return s, nil
-}
-
-func (s *PgSQL) open(ctx context.Context, cfg *sqlstore.Config) error {
-	if err := s.DB().PingContext(ctx); err != nil {
-		return fmt.Errorf("connecting: %w", err)
-	}
-	if cfg.Migrate {
-		if err := s.Migrate(ctx); err != nil {
-			return err
-		}
-	}
-	return s.CheckSchema(ctx)
 }
 
 // dialer adapts a dial function to lib/pq's Dialer interfaces.

@@ -11,7 +11,7 @@ import (
 // request: an Acknowledged report followed by RetrieveNextCommand, with a
 // few commands queued. Besides ns/op it reports cpu-ns/op, the process CPU
 // time (user and system) per request where the platform can measure it.
-// A backend's own Benchmark function calls it with a fresh store.
+// A backend's BenchmarkCommandLoop calls it with a fresh store.
 func BenchmarkCommandLoop(b *testing.B, s storage.AllStorage) {
 	const batch = 10
 	dev := NewDevice(b)
@@ -33,8 +33,8 @@ func BenchmarkCommandLoop(b *testing.B, s storage.AllStorage) {
 		if _, err := s.RetrieveNextCommand(req, false); err != nil {
 			b.Fatalf("next command: %v", err)
 		}
-		start := cpuTime()
 		b.StartTimer()
+		start := cpuTime()
 		for i := 0; i < n; i++ {
 			if err := s.StoreCommandReport(req, reports[i]); err != nil {
 				b.Fatalf("storing report: %v", err)
@@ -47,8 +47,8 @@ func BenchmarkCommandLoop(b *testing.B, s storage.AllStorage) {
 				b.Fatalf("next command: have %v, want %s", next, cmds[i+1].CommandUUID)
 			}
 		}
-		b.StopTimer()
 		cpu += cpuTime() - start
+		b.StopTimer()
 		done += n
 	}
 	if cpu > 0 {

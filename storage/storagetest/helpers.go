@@ -146,10 +146,8 @@ func migration(t *testing.T, s storage.MigrationStore, chans ...*Channel) []migr
 	return out
 }
 
-// wantMigration fails the test unless the migration output for the given
-// channels equals want. Each device channel listed in enrolled contributes
-// its Authenticate and TokenUpdate, then its enrolled users' TokenUpdates
-// in ID order; devices come in ID order.
+// wantMigration fails the test unless the migration messages have are
+// want: same order, types, channels and raw bytes.
 func wantMigration(t *testing.T, have, want []migrated) {
 	t.Helper()
 	if len(have) != len(want) {

@@ -10,6 +10,9 @@ import (
 	"github.com/nanomdm/nanomdm/storage/inmem"
 )
 
+// DefaultFileDSN is the directory of the file backend when no DSN is given.
+const DefaultFileDSN = "db"
+
 // OpenStorage opens one backend by the name, DSN and options given on the
 // command line ("" names the default, file). The returned function
 // releases the backend.
@@ -21,7 +24,7 @@ func OpenStorage(ctx context.Context, name, dsn, options string, logger log.Logg
 			return nil, nil, fmt.Errorf("file storage takes no options, got %q", options)
 		}
 		if dsn == "" {
-			dsn = "db"
+			dsn = DefaultFileDSN
 		}
 		s, err := file.New(dsn)
 		if err != nil {

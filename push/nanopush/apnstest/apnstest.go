@@ -71,19 +71,32 @@ type Server struct {
 	closed sync.Once
 	conns  atomic.Int64
 
+	count  atomic.Int64
+	record bool
+
 	mu     sync.Mutex
 	pushes []Push
 }
 
+// Option configures a Server.
+type Option func(*Server)
+
+// WithoutRecording keeps only the count of pushes, not the pushes
+// themselves (for benchmarks).
+func WithoutRecording() Option { return func(s *Server) { s.record = false } }
+
 // NewServer starts a fake APNs that answers with reply (nil: always 200)
 // and closes it when the test ends. Requests that are not well-formed MDM
 // pushes fail the test and are answered 400 with an APNs reason.
-func NewServer(t testing.TB, reply ReplyFunc) *Server {
+func NewServer(t testing.TB, reply ReplyFunc, opts ...Option) *Server {
 	t.Helper()
 	if reply == nil {
 		reply = func(*Push) Reply { return Reply{} }
 	}
-	s := &Server{t: t, reply: reply, stop: make(chan struct{})}
+	s := &Server{t: t, reply: reply, stop: make(chan struct{}), record: true}
+	for _, o := range opts {
+		o(s)
+	}
 	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
 	s.EnableHTTP2 = true
 	s.TLS = &tls.Config{ClientAuth: tls.RequireAnyClientCert}
@@ -117,7 +130,8 @@ func (s *Server) RootCAs() *x509.CertPool {
 // Connections returns the number of connections clients have opened.
 func (s *Server) Connections() int { return int(s.conns.Load()) }
 
-// Pushes returns a copy of the well-formed pushes received so far.
+// Pushes returns a copy of the well-formed pushes received so far (none
+// WithoutRecording).
 func (s *Server) Pushes() []Push {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -125,11 +139,7 @@ func (s *Server) Pushes() []Push {
 }
 
 // Count returns the number of well-formed pushes received so far.
-func (s *Server) Count() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.pushes)
-}
+func (s *Server) Count() int { return int(s.count.Load()) }
 
 // reject fails the test and answers like APNs does to a bad request.
 func (s *Server) reject(w http.ResponseWriter, status int, reason, format string, args ...interface{}) {
@@ -202,9 +212,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := &Push{Token: token, PushMagic: magic, Expiration: exp, ClientCert: r.TLS.PeerCertificates[0]}
-	s.mu.Lock()
-	s.pushes = append(s.pushes, *p)
-	s.mu.Unlock()
+	s.count.Add(1)
+	if s.record {
+		s.mu.Lock()
+		s.pushes = append(s.pushes, *p)
+		s.mu.Unlock()
+	}
 
 	rep := s.reply(p)
 	switch {

@@ -35,6 +35,9 @@ func (s *Store) StoreCommandReport(r *mdm.Request, report *mdm.CommandResults) e
 	if report.CommandUUID == "" {
 		return fmt.Errorf("%w: %s report without CommandUUID", storage.ErrUnknownCommand, report.Status)
 	}
+	if err := s.checkSize("command report", report.Raw); err != nil {
+		return err
+	}
 	first, then := q.ReportDone, q.ReportDoneResult
 	deleting := false
 	switch {
@@ -130,6 +133,9 @@ func (s *Store) EnqueueCommand(ctx context.Context, ids []string, cmd *mdm.Comma
 	}
 	if err := mdm.ValidateIDPart(cmd.CommandUUID); err != nil {
 		return nil, fmt.Errorf("%w: CommandUUID: %w", mdm.ErrInvalidCommand, err)
+	}
+	if err := s.checkSize("command", cmd.Raw); err != nil {
+		return nil, err
 	}
 	valid, errs := validIDs(ids)
 	queued := map[string]bool{}

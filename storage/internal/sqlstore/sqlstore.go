@@ -37,7 +37,19 @@ type Dialect struct {
 	// IsRetryable reports a deadlock or serialization failure: the
 	// statement or transaction was rolled back and may simply be re-run.
 	IsRetryable func(error) bool
+	// WrapError, if set, turns a driver error into a clearer one (such as
+	// a statement too large for the server).
+	WrapError func(error) error
+	// MaxMessageBytes, if set, reads from the server the size of the
+	// largest raw message (command or result) one statement can carry.
+	MaxMessageBytes func(ctx context.Context, db *sql.DB) (int, error)
+	// TooLargeHint tells the operator how to allow larger messages.
+	TooLargeHint string
 }
+
+// ErrTooLarge means a raw message is larger than the database server
+// accepts in one statement.
+var ErrTooLarge = errors.New("message too large for the database server")
 
 // Queries is the SQL text of a dialect. Parameters are written :name and
 // bound by name (see Args); the names each statement may use are listed
@@ -156,11 +168,12 @@ type Queries struct {
 
 // Store implements storage.AllStorage over a *sql.DB with a Dialect.
 type Store struct {
-	db     *sql.DB
-	d      *Dialect
-	cfg    *Config
-	logger log.Logger
-	stmts  statementCache
+	db         *sql.DB
+	d          *Dialect
+	cfg        *Config
+	logger     log.Logger
+	stmts      statementCache
+	maxMessage int // 0: no limit known
 }
 
 // New returns a store over db. The schema is expected to be in place
@@ -178,6 +191,27 @@ func New(db *sql.DB, d *Dialect, cfg *Config) *Store {
 
 // DB returns the connection pool of the store.
 func (s *Store) DB() *sql.DB { return s.db }
+
+// Prepare pings the server and checks the schema; with the migrate
+// option it first creates or upgrades the schema.
+func (s *Store) Prepare(ctx context.Context) error {
+	if err := s.db.PingContext(ctx); err != nil {
+		return fmt.Errorf("connecting: %w", err)
+	}
+	if s.d.MaxMessageBytes != nil {
+		n, err := s.d.MaxMessageBytes(ctx, s.db)
+		if err != nil {
+			return fmt.Errorf("reading message size limit: %w", err)
+		}
+		s.maxMessage = n
+	}
+	if s.cfg.Migrate {
+		if err := s.Migrate(ctx); err != nil {
+			return err
+		}
+	}
+	return s.CheckSchema(ctx)
+}
 
 // Close closes the connection pool.
 func (s *Store) Close() error { return s.db.Close() }
@@ -203,7 +237,7 @@ func (s *Store) exec(ctx context.Context, q querier, text string, args Args) (in
 	}
 	res, err := q.ExecContext(ctx, query, vals...)
 	if err != nil {
-		return 0, err
+		return 0, s.wrap(err)
 	}
 	return res.RowsAffected()
 }
@@ -214,7 +248,15 @@ func (s *Store) query(ctx context.Context, q querier, text string, args Args) (*
 	if err != nil {
 		return nil, err
 	}
-	return q.QueryContext(ctx, query, vals...)
+	rows, err := q.QueryContext(ctx, query, vals...)
+	return rows, s.wrap(err)
+}
+
+func (s *Store) wrap(err error) error {
+	if err == nil || s.d.WrapError == nil {
+		return err
+	}
+	return s.d.WrapError(err)
 }
 
 // scanOne runs a statement and scans its first row into dest. It reports
@@ -362,6 +404,14 @@ func validIDs(ids []string) ([]string, map[string]error) {
 		out = append(out, id)
 	}
 	return out, errs
+}
+
+// checkSize refuses a raw message the server would not take.
+func (s *Store) checkSize(what string, raw []byte) error {
+	if s.maxMessage > 0 && len(raw) > s.maxMessage {
+		return fmt.Errorf("%w: %s of %d bytes, at most %d: %s", ErrTooLarge, what, len(raw), s.maxMessage, s.d.TooLargeHint)
+	}
+	return nil
 }
 
 // nilIfEmpty stores empty byte slices as NULL.

@@ -1,0 +1,151 @@
+package docs_test
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// The tests of this package read the repository around them: the module
+// root is the parent of this directory, and Apple's command schemas live in
+// shared/ beside the clone (../shared from the module root), as on the
+// developers' machines and in CI.
+
+// sharedEnv overrides the location of the shared directory.
+const sharedEnv = "NANOMDM_SHARED_DIR"
+
+// repoRoot returns the absolute path of the module root.
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatalf("finding the module root: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
+		t.Fatalf("module root %s has no go.mod: %v", root, err)
+	}
+	return root
+}
+
+// repoFile returns the path of a file of the repository, given with
+// slashes relative to the module root.
+func repoFile(t *testing.T, rel string) string {
+	t.Helper()
+	return filepath.Join(repoRoot(t), filepath.FromSlash(rel))
+}
+
+// readRepoFile returns the content of a repository file.
+func readRepoFile(t *testing.T, rel string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(repoFile(t, rel))
+	if err != nil {
+		t.Fatalf("reading %s: %v", rel, err)
+	}
+	return b
+}
+
+// commandSchemaDir returns the directory of Apple's MDM command schemas.
+// A missing directory fails the test: skipping would let CI pass without
+// checking anything.
+func commandSchemaDir(t *testing.T) string {
+	t.Helper()
+	shared := os.Getenv(sharedEnv)
+	if shared == "" {
+		shared = filepath.Join(repoRoot(t), "..", "shared")
+	}
+	dir := filepath.Join(shared, "apple-device-management", "mdm", "commands")
+	entries, err := os.ReadDir(dir)
+	if err != nil || len(entries) == 0 {
+		t.Fatalf("Apple's MDM command schemas are missing: want *.yaml files in %s (the shared/ directory beside the clone, or set %s); err: %v",
+			dir, sharedEnv, err)
+	}
+	return dir
+}
+
+// python3 returns the path of the Python 3 interpreter that runs
+// tools/cmdr.py. It is part of the documented tool set, so its absence
+// fails the test.
+func python3(t *testing.T) string {
+	t.Helper()
+	p, err := exec.LookPath("python3")
+	if err != nil {
+		t.Fatalf("python3 is needed to test tools/cmdr.py and was not found on PATH: %v", err)
+	}
+	return p
+}
+
+// goTool returns the path of the go command.
+func goTool(t *testing.T) string {
+	t.Helper()
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	if root := os.Getenv("GOROOT"); root != "" {
+		p := filepath.Join(root, "bin", "go")
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	t.Fatal("the go command was not found on PATH nor in $GOROOT/bin")
+	return ""
+}
+
+// The commands of this module, built once per test binary into binDir.
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+// TestMain removes the built commands afterwards.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// optionalCommands are built and checked when their directory exists:
+// they are being added by other work.
+var optionalCommands = []string{"nano2nano"}
+
+// commandBinaries builds cmd/nanomdm, cmd/mdmsim and the optional commands
+// that exist, once, and returns their paths by name.
+func commandBinaries(t *testing.T) map[string]string {
+	t.Helper()
+	root := repoRoot(t)
+	names := []string{"nanomdm", "mdmsim"}
+	for _, n := range optionalCommands {
+		if _, err := os.Stat(filepath.Join(root, "cmd", n)); err == nil {
+			names = append(names, n)
+		}
+	}
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "nanomdm-docs-bin-")
+		if buildErr != nil {
+			return
+		}
+		args := []string{"build", "-o", binDir + string(filepath.Separator)}
+		for _, n := range names {
+			args = append(args, "./cmd/"+n)
+		}
+		cmd := exec.Command(goTool(t), args...)
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatalf("building the commands: %v", buildErr)
+	}
+	bins := map[string]string{}
+	for _, n := range names {
+		bins[n] = filepath.Join(binDir, n)
+	}
+	return bins
+}

@@ -1,0 +1,221 @@
+package mysql
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	driver "github.com/go-sql-driver/mysql"
+
+	"github.com/nanomdm/nanomdm/mdm"
+	"github.com/nanomdm/nanomdm/storage/internal/sqlstore"
+	"github.com/nanomdm/nanomdm/storage/internal/sqlstore/sqltest"
+	"github.com/nanomdm/nanomdm/storage/storagetest"
+)
+
+// backend describes MySQL to the shared SQL tests. Each test gets a
+// database of its own, named after the one of NANOMDM_TEST_MYSQL_DSN.
+var backend = &sqltest.Backend{
+	Name:        "mysql",
+	EnvVar:      "NANOMDM_TEST_MYSQL_DSN",
+	DriverName:  "mysql",
+	TablePrefix: "nano_",
+	Isolate: func(t testing.TB, admin *sql.DB, base string) string {
+		t.Helper()
+		cfg, err := driver.ParseDSN(base)
+		if err != nil {
+			t.Fatalf("parsing DSN: %v", err)
+		}
+		cfg.DBName = sqltest.RandomName(cfg.DBName + "_")
+		if _, err := admin.Exec("CREATE DATABASE `" + cfg.DBName + "`"); err != nil {
+			t.Fatalf("creating database: %v", err)
+		}
+		t.Cleanup(func() {
+			if _, err := admin.Exec("DROP DATABASE `" + cfg.DBName + "`"); err != nil {
+				t.Errorf("dropping database %s: %v", cfg.DBName, err)
+			}
+		})
+		return cfg.FormatDSN()
+	},
+	Open: func(ctx context.Context, dsn, options string, opts ...sqlstore.Option) (sqltest.Store, error) {
+		return New(ctx, dsn, options, opts...)
+	},
+}
+
+func TestContract(t *testing.T) {
+	sqltest.RunContract(t, backend, "")
+}
+
+func TestContractDelete(t *testing.T) {
+	sqltest.RunContract(t, backend, "delete=1")
+}
+
+func TestSchema(t *testing.T) {
+	sqltest.TestSchema(t, backend, dialect)
+}
+
+func TestRoundTrips(t *testing.T) {
+	for _, options := range []string{"", "delete=1"} {
+		t.Run("options="+options, func(t *testing.T) {
+			sqltest.TestRoundTrips(t, backend, options)
+		})
+	}
+}
+
+func TestPool(t *testing.T) {
+	sqltest.TestPool(t, backend)
+}
+
+func TestLargeEnqueue(t *testing.T) {
+	sqltest.TestLargeEnqueue(t, backend, "")
+}
+
+func TestScaling(t *testing.T) {
+	for _, options := range []string{"", "delete=1"} {
+		t.Run("options="+options, func(t *testing.T) {
+			sqltest.TestScaling(t, backend, options, sqltest.DefaultScaling)
+		})
+	}
+}
+
+// TestExplainNextCommand shows the plan of the next-command lookup on a
+// queue of realistic shape and checks that it reads the next-command
+// index without a filesort.
+func TestExplainNextCommand(t *testing.T) {
+	s := backend.OpenFresh(t, "")
+	db := s.DB()
+	devs := make([]*storagetest.Channel, 300)
+	ids := make([]string, len(devs))
+	for i := range devs {
+		devs[i] = storagetest.NewDevice(t)
+		ids[i] = devs[i].ID()
+	}
+	sqltest.SeedEnrollments(t, backend, db, ids)
+	// Commands for the whole fleet, then two of each device's own.
+	for i := 0; i < 10; i++ {
+		storagetest.Enqueue(t, s, storagetest.NewCommand(t, "DeviceInformation"), devs...)
+	}
+	for i := 0; i < 2; i++ {
+		for _, d := range devs {
+			storagetest.Enqueue(t, s, storagetest.NewCommand(t, "ProfileList"), d)
+		}
+	}
+	for _, table := range []string{"nano_enrollment_queue", "nano_commands"} {
+		if _, err := db.Exec("ANALYZE TABLE " + table); err != nil {
+			t.Fatalf("analyze: %v", err)
+		}
+	}
+	for _, q := range []string{queries.NextCommand, queries.NextCommandSkipNotNow} {
+		query := strings.ReplaceAll(q, ":id", "'"+ids[42]+"'")
+		rows, err := db.Query("EXPLAIN " + query)
+		if err != nil {
+			t.Fatalf("explain: %v", err)
+		}
+		cols, _ := rows.Columns()
+		var plan []string
+		var queueKey string
+		for rows.Next() {
+			vals := make([]sql.NullString, len(cols))
+			ptrs := make([]any, len(cols))
+			for i := range vals {
+				ptrs[i] = &vals[i]
+			}
+			if err := rows.Scan(ptrs...); err != nil {
+				t.Fatal(err)
+			}
+			var line []string
+			row := map[string]string{}
+			for i, c := range cols {
+				line = append(line, c+"="+vals[i].String)
+				row[c] = vals[i].String
+			}
+			plan = append(plan, strings.Join(line, " "))
+			if row["table"] == "q" {
+				queueKey = row["key"]
+			}
+		}
+		rows.Close()
+		text := strings.Join(plan, "\n")
+		t.Logf("EXPLAIN%s\n%s", query, text)
+		if queueKey != "nano_enrollment_queue_next_idx" {
+			t.Errorf("queue read through key %q, want nano_enrollment_queue_next_idx", queueKey)
+		}
+		if strings.Contains(text, "filesort") || strings.Contains(text, "type=ALL") {
+			t.Errorf("plan sorts or scans a whole table")
+		}
+	}
+}
+
+// TestLargeCommand checks that a command bigger than the server's
+// max_allowed_packet fails with a clear error and leaves the store
+// working, and that one just under it round-trips byte for byte.
+func TestLargeCommand(t *testing.T) {
+	s := backend.OpenFresh(t, "")
+	var limit int
+	if err := s.DB().QueryRow("SELECT @@max_allowed_packet").Scan(&limit); err != nil {
+		t.Fatal(err)
+	}
+	dev := storagetest.NewDevice(t)
+	dev.Enroll(t, s)
+	big := func(size int) *mdm.Command {
+		payload := bytes.Repeat([]byte{0x00, 0xff, 'x', '\''}, size/4)
+		cmd, err := mdm.NewCommand(storagetest.RandomUUID(), "InstallProfile", map[string]interface{}{"Payload": payload})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cmd
+	}
+	// Payloads are base64 in the XML plist: raw size is about 4/3 of size.
+	tooBig := big(limit)
+	_, err := s.EnqueueCommand(context.Background(), []string{dev.ID()}, tooBig)
+	if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "max_allowed_packet") {
+		t.Fatalf("enqueueing a %d-byte command (max_allowed_packet %d): have error %v, want %v", len(tooBig.Raw), limit, err, ErrTooLarge)
+	}
+	fits := big((limit - 96<<10) * 3 / 4)
+	storagetest.Enqueue(t, s, fits, dev)
+	storagetest.WantNext(t, s, dev, false, fits)
+	t.Logf("max_allowed_packet %d: %d-byte command refused cleanly, %d-byte command stored", limit, len(tooBig.Raw), len(fits.Raw))
+}
+
+func TestDriverConfig(t *testing.T) {
+	for _, tc := range []struct {
+		dsn             string
+		interpolate     bool
+		maxPacket       int
+		wantErrContains string
+	}{
+		{dsn: "u:p@tcp(db:3306)/nano", interpolate: true, maxPacket: 0},
+		{dsn: "u:p@tcp(db:3306)/nano?interpolateParams=false", interpolate: false, maxPacket: 0},
+		{dsn: "u:p@tcp(db:3306)/nano?maxAllowedPacket=1048576", interpolate: true, maxPacket: 1 << 20},
+		{dsn: "u:p@tcp(db:3306)/", wantErrContains: "no database"},
+		{dsn: "not a dsn", wantErrContains: "parsing DSN"},
+	} {
+		cfg, err := DriverConfig(tc.dsn)
+		if tc.wantErrContains != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErrContains) {
+				t.Errorf("DriverConfig(%q): have error %v, want one containing %q", tc.dsn, err, tc.wantErrContains)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("DriverConfig(%q): %v", tc.dsn, err)
+			continue
+		}
+		if !cfg.ClientFoundRows || cfg.InterpolateParams != tc.interpolate || cfg.MaxAllowedPacket != tc.maxPacket {
+			t.Errorf("DriverConfig(%q): have clientFoundRows=%v interpolateParams=%v maxAllowedPacket=%d; want true %v %d",
+				tc.dsn, cfg.ClientFoundRows, cfg.InterpolateParams, cfg.MaxAllowedPacket, tc.interpolate, tc.maxPacket)
+		}
+	}
+}
+
+func BenchmarkCommandLoop(b *testing.B) {
+	for _, options := range []string{"", "delete=1"} {
+		b.Run(fmt.Sprintf("options=%s", options), func(b *testing.B) {
+			storagetest.BenchmarkCommandLoop(b, backend.OpenFresh(b, options))
+		})
+	}
+}

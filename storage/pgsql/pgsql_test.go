@@ -1,0 +1,149 @@
+package pgsql
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/lib/pq"
+
+	"github.com/nanomdm/nanomdm/storage/internal/sqlstore"
+	"github.com/nanomdm/nanomdm/storage/internal/sqlstore/sqltest"
+	"github.com/nanomdm/nanomdm/storage/storagetest"
+)
+
+// backend describes PostgreSQL to the shared SQL tests. Each test gets a
+// schema of its own in the database of NANOMDM_TEST_PGSQL_DSN.
+var backend = &sqltest.Backend{
+	Name:                 "pgsql",
+	EnvVar:               "NANOMDM_TEST_PGSQL_DSN",
+	DriverName:           "postgres",
+	NumberedPlaceholders: true,
+	Isolate: func(t testing.TB, admin *sql.DB, base string) string {
+		t.Helper()
+		schema := sqltest.RandomName("nanomdm_t_")
+		if _, err := admin.Exec("CREATE SCHEMA " + schema); err != nil {
+			t.Fatalf("creating schema: %v", err)
+		}
+		t.Cleanup(func() {
+			if _, err := admin.Exec("DROP SCHEMA " + schema + " CASCADE"); err != nil {
+				t.Errorf("dropping schema %s: %v", schema, err)
+			}
+		})
+		return withSearchPath(t, base, schema)
+	},
+	Open: func(ctx context.Context, dsn, options string, opts ...sqlstore.Option) (sqltest.Store, error) {
+		return New(ctx, dsn, options, opts...)
+	},
+}
+
+// withSearchPath returns dsn with its search_path set to schema.
+func withSearchPath(t testing.TB, dsn, schema string) string {
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		conv, err := pq.ParseURL(dsn)
+		if err != nil {
+			t.Fatalf("parsing PostgreSQL URL: %v", err)
+		}
+		dsn = conv
+	}
+	return dsn + " search_path=" + schema
+}
+
+func TestContract(t *testing.T) {
+	sqltest.RunContract(t, backend, "")
+}
+
+func TestContractDelete(t *testing.T) {
+	sqltest.RunContract(t, backend, "delete=1")
+}
+
+func TestSchema(t *testing.T) {
+	sqltest.TestSchema(t, backend, dialect)
+}
+
+func TestRoundTrips(t *testing.T) {
+	for _, options := range []string{"", "delete=1"} {
+		t.Run("options="+options, func(t *testing.T) {
+			sqltest.TestRoundTrips(t, backend, options)
+		})
+	}
+}
+
+func TestPool(t *testing.T) {
+	sqltest.TestPool(t, backend)
+}
+
+func TestLargeEnqueue(t *testing.T) {
+	sqltest.TestLargeEnqueue(t, backend, "")
+}
+
+func TestScaling(t *testing.T) {
+	for _, options := range []string{"", "delete=1"} {
+		t.Run("options="+options, func(t *testing.T) {
+			sqltest.TestScaling(t, backend, options, sqltest.DefaultScaling)
+		})
+	}
+}
+
+// TestExplainNextCommand shows the plan of the next-command lookup on a
+// queue of realistic shape and checks that it reads the next-command
+// index in order: no sequential scan, no sort.
+func TestExplainNextCommand(t *testing.T) {
+	s := backend.OpenFresh(t, "")
+	db := s.DB()
+	devs := make([]*storagetest.Channel, 300)
+	ids := make([]string, len(devs))
+	for i := range devs {
+		devs[i] = storagetest.NewDevice(t)
+		ids[i] = devs[i].ID()
+	}
+	sqltest.SeedEnrollments(t, backend, db, ids)
+	// Commands for the whole fleet, then two of each device's own.
+	for i := 0; i < 10; i++ {
+		storagetest.Enqueue(t, s, storagetest.NewCommand(t, "DeviceInformation"), devs...)
+	}
+	for i := 0; i < 2; i++ {
+		for _, d := range devs {
+			storagetest.Enqueue(t, s, storagetest.NewCommand(t, "ProfileList"), d)
+		}
+	}
+	if _, err := db.Exec("ANALYZE"); err != nil {
+		t.Fatalf("analyze: %v", err)
+	}
+	for _, q := range []string{queries.NextCommand, queries.NextCommandSkipNotNow} {
+		query := strings.ReplaceAll(q, ":id", pq.QuoteLiteral(ids[42]))
+		rows, err := db.Query("EXPLAIN " + query)
+		if err != nil {
+			t.Fatalf("explain: %v", err)
+		}
+		var plan []string
+		for rows.Next() {
+			var line string
+			if err := rows.Scan(&line); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, line)
+		}
+		rows.Close()
+		text := strings.Join(plan, "\n")
+		t.Logf("EXPLAIN%s\n%s", query, text)
+		if !strings.Contains(text, "enrollment_queue_next_idx") {
+			t.Errorf("plan does not use enrollment_queue_next_idx")
+		}
+		for _, bad := range []string{"Seq Scan", "Sort"} {
+			if strings.Contains(text, bad) {
+				t.Errorf("plan has %q", bad)
+			}
+		}
+	}
+}
+
+func BenchmarkCommandLoop(b *testing.B) {
+	for _, options := range []string{"", "delete=1"} {
+		b.Run(fmt.Sprintf("options=%s", options), func(b *testing.B) {
+			storagetest.BenchmarkCommandLoop(b, backend.OpenFresh(b, options))
+		})
+	}
+}
