@@ -262,7 +262,7 @@ func cmdrCases(t *testing.T) []cmdrCase {
 		{name: "DeviceInformation/default", args: []string{"DeviceInformation"}, requestType: "DeviceInformation"},
 		{name: "DeviceInformation/queries", args: []string{"DeviceInformation", "SerialNumber", "OSVersion"},
 			requestType: "DeviceInformation",
-			want: map[string]interface{}{"RequestType": "DeviceInformation", "Queries": []interface{}{"SerialNumber", "OSVersion"}}},
+			want:        map[string]interface{}{"RequestType": "DeviceInformation", "Queries": []interface{}{"SerialNumber", "OSVersion"}}},
 		{name: "InstallProfile/file", args: []string{"InstallProfile", repoFile(t, "docs/enroll.mobileconfig")},
 			requestType: "InstallProfile",
 			want:        map[string]interface{}{"RequestType": "InstallProfile", "Payload": profile}},

@@ -49,8 +49,9 @@ type CheckinStore interface {
 	// StoreUserAuthenticate records the raw UserAuthenticate message.
 	StoreUserAuthenticate(r *mdm.Request, msg *mdm.UserAuthenticate) error
 
-	// Disable turns off the device channel of r and its user channels.
-	// On a user channel it returns ErrInvalidCheckOut.
+	// Disable turns off the device channel of r and its user channels and
+	// resets their TokenUpdate tallies to 0. On a user channel it returns
+	// ErrInvalidCheckOut.
 	Disable(r *mdm.Request) error
 }
 
@@ -61,7 +62,8 @@ type CommandQueueStore interface {
 	// other non-NotNow status) take the command off the enrollment's
 	// queue; NotNow keeps it queued, sets the first NotNow time and counts
 	// NotNows. A report for a CommandUUID not queued for the enrollment
-	// returns ErrUnknownCommand and changes nothing.
+	// (never enqueued for it, or already answered) returns
+	// ErrUnknownCommand and changes nothing.
 	StoreCommandReport(r *mdm.Request, report *mdm.CommandResults) error
 
 	// RetrieveNextCommand returns the next command for the enrollment: the
@@ -78,15 +80,20 @@ type CommandQueueStore interface {
 // CommandEnqueuer is the operator side of the command queue.
 type CommandEnqueuer interface {
 	// EnqueueCommand queues cmd for each ID, in order. Per-ID failures
-	// (such as ErrUnknownEnrollment) are returned in the map, keyed by ID;
-	// an error that fails the whole call (such as ErrDuplicateCommand) is
-	// returned as the error. A nil map means no ID failed.
+	// (ErrUnknownEnrollment for an ID that never sent a TokenUpdate, an
+	// error wrapping mdm.ErrInvalidID for a malformed one) are returned in
+	// the map, keyed by ID; an error that fails the whole call (such as
+	// ErrDuplicateCommand) is returned as the error. A nil map means no ID
+	// failed. An ID listed twice is queued once. A command UUID stays
+	// taken even when every ID failed.
 	EnqueueCommand(ctx context.Context, ids []string, cmd *mdm.Command) (map[string]error, error)
 }
 
 // BootstrapTokenStore escrows bootstrap tokens.
 type BootstrapTokenStore interface {
-	// StoreBootstrapToken stores the token of msg; an empty token clears it.
+	// StoreBootstrapToken stores the token of msg; an empty token clears
+	// it. For a device that never authenticated it returns
+	// ErrUnknownEnrollment.
 	StoreBootstrapToken(r *mdm.Request, msg *mdm.SetBootstrapToken) error
 
 	// RetrieveBootstrapToken returns the escrowed token, or nil and no
@@ -96,8 +103,9 @@ type BootstrapTokenStore interface {
 
 // PushStore gives the push data of enrollments.
 type PushStore interface {
-	// RetrievePushInfo returns the push data of the given IDs. IDs with
-	// no push data (unknown, or never sent a TokenUpdate) are absent.
+	// RetrievePushInfo returns the push data of the given IDs, enabled or
+	// not. IDs with no push data (unknown, malformed, or never sent a
+	// TokenUpdate) are absent.
 	RetrievePushInfo(ctx context.Context, ids []string) (map[string]*mdm.Push, error)
 }
 
@@ -134,16 +142,19 @@ type CertAuthStore interface {
 
 // MigrationStore reads enrollments back as check-in messages.
 type MigrationStore interface {
-	// RetrieveMigrationCheckins sends, for every device, its raw
-	// Authenticate then its raw TokenUpdate, then the TokenUpdates of its
-	// user channels, as decoded check-in messages (*mdm.Authenticate,
-	// *mdm.TokenUpdate), then closes nothing: the caller owns c.
+	// RetrieveMigrationCheckins sends, for every enabled device that has
+	// sent a TokenUpdate (in ID order), its raw Authenticate then its
+	// latest raw TokenUpdate, then the latest TokenUpdates of its enabled
+	// user channels (in ID order), as decoded check-in messages
+	// (*mdm.Authenticate, *mdm.TokenUpdate). It does not close c: the
+	// caller owns it. When ctx is cancelled it returns ctx's error.
 	RetrieveMigrationCheckins(ctx context.Context, c chan<- interface{}) error
 }
 
 // TokenUpdateTallyStore reads the TokenUpdate tally of an enrollment.
 type TokenUpdateTallyStore interface {
-	// RetrieveTokenUpdateTally returns the tally, or 0 for an unknown ID.
+	// RetrieveTokenUpdateTally returns the tally: 0 for an unknown or
+	// disabled enrollment.
 	RetrieveTokenUpdateTally(ctx context.Context, id string) (int, error)
 }
 

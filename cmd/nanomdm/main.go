@@ -26,6 +26,7 @@ import (
 	"github.com/nanomdm/nanomdm/service"
 	"github.com/nanomdm/nanomdm/service/certauth"
 	"github.com/nanomdm/nanomdm/service/dump"
+	"github.com/nanomdm/nanomdm/service/multi"
 	"github.com/nanomdm/nanomdm/service/nanomdm"
 	"github.com/nanomdm/nanomdm/storage"
 )
@@ -77,6 +78,7 @@ type config struct {
 	shutdownTimeout time.Duration
 	maxHeaderBytes  int
 	push            pushConfig
+	integrations    integrationsConfig
 }
 
 func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
@@ -110,6 +112,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "time allowed for in-flight requests on shutdown")
 	fs.IntVar(&c.maxHeaderBytes, "max-header-bytes", 8<<20, "largest request line plus headers (the enqueue API takes IDs in the path)")
 	c.push.register(fs)
+	c.integrations.register(fs)
 	if err := fs.Parse(args[1:]); err != nil {
 		return nil, err
 	}
@@ -139,6 +142,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if c.caPath == "" && !c.disableMDM {
 		return errors.New("-ca is required: a PEM file of the CA that issues device identities")
 	}
+	if err := c.integrations.check(c.disableMDM); err != nil {
+		return err
+	}
 	pushFactory, err := c.push.factory()
 	if err != nil {
 		return fmt.Errorf("push flags: %w", err)
@@ -167,8 +173,27 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if c.uaZLDC {
 		coreOpts = append(coreOpts, nanomdm.WithUserAuthenticateZeroLengthDigestChallenge())
 	}
+	dm, err := c.integrations.dmForwarder(logger.With("service", "dm"))
+	if err != nil {
+		return err
+	}
+	if dm != nil {
+		coreOpts = append(coreOpts, nanomdm.WithDeclarativeManagement(dm))
+	}
 	core := nanomdm.New(store, coreOpts...)
 	svc = core
+	if hook := c.integrations.newWebhook(store, logger.With("service", "webhook")); hook != nil {
+		// Deferred after the storage's close, so it runs first: once the
+		// server has finished its requests, queued events are delivered.
+		defer func() {
+			fctx, cancel := context.WithTimeout(context.Background(), c.shutdownTimeout)
+			defer cancel()
+			if err := hook.Close(fctx); err != nil {
+				logger.Info("msg", "flushing webhook", "err", err)
+			}
+		}()
+		svc = multi.New(logger.With("service", "multi"), core, hook)
+	}
 	certAuthOpts := []certauth.Option{certauth.WithLogger(logger.With("service", "certauth"))}
 	if c.retro {
 		certAuthOpts = append(certAuthOpts, certauth.WithAllowRetroactive())
@@ -194,6 +219,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		} else {
 			mux.Handle("/mdm", httpmdm.IdentityMiddleware(httpmdm.CheckinAndCommandHandler(svc, mdmOpts...), verifier, mdmOpts...))
 		}
+		proxy, err := c.integrations.authProxy(store, logger.With("handler", "authproxy"))
+		if err != nil {
+			return err
+		}
+		if proxy != nil {
+			mux.Handle("/authproxy/", httpmdm.IdentityMiddleware(proxy, verifier, mdmOpts...))
+		}
 	}
 	if c.apiKey != "" {
 		apiOpts := []api.Option{
@@ -210,9 +242,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		mux.Handle("/v1/pushcert", auth(api.PushCertHandler(store, apiOpts...), http.MethodPut, http.MethodGet))
 		mux.Handle("/v1/enqueue/", auth(http.StripPrefix("/v1/enqueue/", api.EnqueueHandler(store, apiOpts...)), http.MethodPut, http.MethodPost))
 		mux.Handle("/v1/push/", auth(http.StripPrefix("/v1/push/", api.PushHandler(apiOpts...)), http.MethodGet, http.MethodPost))
+		mux.Handle("/v1/escrowkeyunlock", auth(api.EscrowKeyUnlockHandler(store, api.EscrowKeyUnlockTarget{URL: c.integrations.escrowURL}, apiOpts...), http.MethodPost))
 		if c.migration {
 			// Check-ins from another server's storage (nano2nano): the core
-			// service only, without identity checks, certauth or dump.
+			// service only, without identity checks, certauth, webhook or dump.
 			migOpts := []httpmdm.Option{
 				httpmdm.WithLogger(logger.With("handler", "migration")),
 				httpmdm.WithBodyLimit(c.bodyLimit),

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -70,7 +71,12 @@ func TestMigrationEndpoint(t *testing.T) {
 		}
 	})
 
-	s, store := launch(t, launchConfig{storage: inmemBackend.flags(t), extra: []string{"-migration", "-dump"}})
+	var events syncBuffer // webhook bodies
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(&events, r.Body)
+	}))
+	defer hook.Close()
+	s, store := launch(t, launchConfig{storage: inmemBackend.flags(t), extra: []string{"-migration", "-dump", "-webhook-url", hook.URL}})
 	dev := simulator.NewDevice(nil, nil)
 	user := dev.User("MIG-USER", "carol")
 	auth, tu, userTU := encode(t, dev.AuthenticateMessage()), encode(t, dev.Channel.TokenUpdateMessage()), encode(t, user.TokenUpdateMessage())
@@ -102,8 +108,16 @@ func TestMigrationEndpoint(t *testing.T) {
 	if has, err := store.EnrollmentHasCertHash(request(dev.UDID()), ""); err != nil || has {
 		t.Errorf("migrated enrollment has a certificate association: %v, %v; want none", has, err)
 	}
-	if out := s.stdout.String(); strings.Contains(out, dev.UDID()) {
-		t.Errorf("-dump wrote a /migration request:\n%s", out)
+	// A device enrolling through /mdm, for contrast, is dumped and sent
+	// to the webhook.
+	direct := enrolled(t, s, &simulator.Transport{URL: s.url + "/mdm"}, "direct")
+	s.stop(t) // delivers queued webhook events
+	out := s.stdout.String()
+	if strings.Contains(out, dev.UDID()) || !strings.Contains(out, direct.UDID()) {
+		t.Errorf("-dump: want the /mdm device %s and not the migrated %s in:\n%s", direct.UDID(), dev.UDID(), out)
+	}
+	if ev := events.String(); strings.Contains(ev, dev.UDID()) || !strings.Contains(ev, direct.UDID()) {
+		t.Errorf("webhook: want events of the /mdm device %s and none of the migrated %s in:\n%s", direct.UDID(), dev.UDID(), ev)
 	}
 }
 

@@ -96,7 +96,9 @@ func newUnlockFixture(t *testing.T, store api.PushCertRetriever) *unlockFixture 
 	return f
 }
 
-func poolOf(s *unlockService) *x509.CertPool { return s.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs }
+func poolOf(s *unlockService) *x509.CertPool {
+	return s.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
+}
 
 func (f *unlockFixture) post(t *testing.T, form url.Values) *httptest.ResponseRecorder {
 	t.Helper()

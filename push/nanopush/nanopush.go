@@ -95,6 +95,7 @@ func (e *Error) Unwrap() error {
 	return nil
 }
 
+// config is the options of a Factory.
 type config struct {
 	baseURL    string
 	workers    int
@@ -124,10 +125,10 @@ func WithTimeout(d time.Duration) Option { return func(c *config) { c.timeout = 
 // APNs choose.
 func WithExpiration(d time.Duration) Option { return func(c *config) { c.expiration = d } }
 
-// WithProxy sets the function that picks the HTTPS proxy for a request
-// URL, nil for none (as httpproxy.Config.ProxyFunc). By default the
-// HTTPS_PROXY and NO_PROXY environment variables are read when the
-// Provider is made.
+// WithProxy sets the function that picks the HTTP(S) proxy for the APNs
+// URL, returning nil for a direct connection (as
+// httpproxy.Config.ProxyFunc). By default the HTTPS_PROXY and NO_PROXY
+// environment variables are read when the Factory is made.
 func WithProxy(f func(*url.URL) (*url.URL, error)) Option {
 	return func(c *config) { c.proxy = f }
 }

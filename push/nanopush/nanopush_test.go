@@ -408,7 +408,7 @@ func connectProxy(t *testing.T, target string) (*httptest.Server, func() []strin
 			return
 		}
 		mu.Lock()
-		hosts = append(hosts, r.Host)
+		hosts = append(hosts, r.Host+" "+r.Header.Get("Proxy-Authorization"))
 		mu.Unlock()
 		up, err := net.Dial("tcp", target)
 		if err != nil {
@@ -454,8 +454,22 @@ func TestProxyFromEnvironment(t *testing.T) {
 	}
 	defer p.Close()
 	wantAllPushed(t, p.Push(context.Background(), newPushes(3)))
-	if have := hosts(); len(have) != 1 || have[0] != apnsHost {
+	if have := hosts(); len(have) != 1 || have[0] != apnsHost+" " {
 		t.Errorf("proxy CONNECTs: have %q, want one to %s", have, apnsHost)
+	}
+}
+
+func TestProxyWithBasicAuth(t *testing.T) {
+	srv := apnstest.NewServer(t, nil)
+	u, _ := url.Parse(srv.URL)
+	proxy, hosts := connectProxy(t, u.Host)
+	proxyURL, _ := url.Parse(proxy.URL)
+	proxyURL.User = url.UserPassword("push", "s3cret")
+	p, _ := newProvider(t, srv, nanopush.WithProxy(func(*url.URL) (*url.URL, error) { return proxyURL, nil }))
+	wantAllPushed(t, p.Push(context.Background(), newPushes(2)))
+	// base64("push:s3cret")
+	if want := u.Host + " Basic cHVzaDpzM2NyZXQ="; len(hosts()) != 1 || hosts()[0] != want {
+		t.Errorf("proxy CONNECTs: have %q, want one %q", hosts(), want)
 	}
 }
 

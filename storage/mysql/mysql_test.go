@@ -9,8 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	driver "github.com/go-sql-driver/mysql"
-
 	"github.com/nanomdm/nanomdm/mdm"
 	"github.com/nanomdm/nanomdm/storage/internal/sqlstore"
 	"github.com/nanomdm/nanomdm/storage/internal/sqlstore/sqltest"
@@ -24,23 +22,7 @@ var backend = &sqltest.Backend{
 	EnvVar:      "NANOMDM_TEST_MYSQL_DSN",
 	DriverName:  "mysql",
 	TablePrefix: "nano_",
-	Isolate: func(t testing.TB, admin *sql.DB, base string) string {
-		t.Helper()
-		cfg, err := driver.ParseDSN(base)
-		if err != nil {
-			t.Fatalf("parsing DSN: %v", err)
-		}
-		cfg.DBName = sqltest.RandomName(cfg.DBName + "_")
-		if _, err := admin.Exec("CREATE DATABASE `" + cfg.DBName + "`"); err != nil {
-			t.Fatalf("creating database: %v", err)
-		}
-		t.Cleanup(func() {
-			if _, err := admin.Exec("DROP DATABASE `" + cfg.DBName + "`"); err != nil {
-				t.Errorf("dropping database %s: %v", cfg.DBName, err)
-			}
-		})
-		return cfg.FormatDSN()
-	},
+	Isolate:     sqltest.MySQLDatabase,
 	Open: func(ctx context.Context, dsn, options string, opts ...sqlstore.Option) (sqltest.Store, error) {
 		return New(ctx, dsn, options, opts...)
 	},

@@ -2,7 +2,6 @@ package pgsql
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"strings"
 	"testing"
@@ -21,34 +20,10 @@ var backend = &sqltest.Backend{
 	EnvVar:               "NANOMDM_TEST_PGSQL_DSN",
 	DriverName:           "postgres",
 	NumberedPlaceholders: true,
-	Isolate: func(t testing.TB, admin *sql.DB, base string) string {
-		t.Helper()
-		schema := sqltest.RandomName("nanomdm_t_")
-		if _, err := admin.Exec("CREATE SCHEMA " + schema); err != nil {
-			t.Fatalf("creating schema: %v", err)
-		}
-		t.Cleanup(func() {
-			if _, err := admin.Exec("DROP SCHEMA " + schema + " CASCADE"); err != nil {
-				t.Errorf("dropping schema %s: %v", schema, err)
-			}
-		})
-		return withSearchPath(t, base, schema)
-	},
+	Isolate:              sqltest.PgSQLSchema,
 	Open: func(ctx context.Context, dsn, options string, opts ...sqlstore.Option) (sqltest.Store, error) {
 		return New(ctx, dsn, options, opts...)
 	},
-}
-
-// withSearchPath returns dsn with its search_path set to schema.
-func withSearchPath(t testing.TB, dsn, schema string) string {
-	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
-		conv, err := pq.ParseURL(dsn)
-		if err != nil {
-			t.Fatalf("parsing PostgreSQL URL: %v", err)
-		}
-		dsn = conv
-	}
-	return dsn + " search_path=" + schema
 }
 
 func TestContract(t *testing.T) {

@@ -127,6 +127,8 @@ func TestScaling(t *testing.T, b *Backend, options string, sc Scaling) {
 		go func() {
 			defer enqWG.Done()
 			for j := range work {
+				// Pace the calls so that deliveries interleave with them.
+				time.Sleep(time.Duration(mrand.IntN(150)) * time.Millisecond)
 				if err := Enqueue(ctx, client, "http://nanomdm.invalid", j.cmd, j.ids); err != nil {
 					t.Errorf("%v", err)
 				}
