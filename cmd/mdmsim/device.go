@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/nanomdm/nanomdm/mdm"
 	"github.com/nanomdm/nanomdm/mdm/simulator"
 )
 
@@ -45,7 +47,7 @@ func runDevice(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	var devices []*simulator.Device
 	for _, udid := range list {
-		id, err := ca.Issue(udid)
+		id, err := loadOrIssueIdentity(ca, filepath.Join(*caDir, "devices"), udid)
 		if err != nil {
 			return err
 		}
@@ -80,4 +82,36 @@ func runDevice(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		case <-time.After(*poll):
 		}
 	}
+}
+
+// loadOrIssueIdentity returns the identity kept for udid in dir, issuing
+// and saving a new one the first time: a device keeps its identity across
+// runs, as a real one keeps its SCEP certificate.
+func loadOrIssueIdentity(ca *simulator.CA, dir, udid string) (*simulator.Identity, error) {
+	if err := mdm.ValidateIDPart(udid); err != nil {
+		return nil, fmt.Errorf("udid %q: %w", udid, err)
+	}
+	path := filepath.Join(dir, udid+".pem")
+	if b, err := os.ReadFile(path); err == nil {
+		id, err := simulator.ParseIdentityPEM(b)
+		if err != nil {
+			return nil, fmt.Errorf("reading identity %s: %w", path, err)
+		}
+		return id, nil
+	}
+	id, err := ca.Issue(udid)
+	if err != nil {
+		return nil, err
+	}
+	b, err := id.PEM()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating %s: %w", dir, err)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return nil, fmt.Errorf("saving identity: %w", err)
+	}
+	return id, nil
 }

@@ -132,3 +132,41 @@ func (ca *CA) Issue(commonName string, adjust ...IdentityTemplate) (*Identity, e
 	}
 	return &Identity{Cert: cert, Key: key}, nil
 }
+
+// PEM returns the identity's certificate and private key as PEM, in one
+// blob that ParseIdentityPEM reads back.
+func (id *Identity) PEM() ([]byte, error) {
+	key, err := cryptoutil.PEMPrivateKey(id.Key)
+	if err != nil {
+		return nil, err
+	}
+	return append(cryptoutil.PEMCertificate(id.Cert.Raw), key...), nil
+}
+
+// ParseIdentityPEM reads an identity written by Identity.PEM.
+func ParseIdentityPEM(b []byte) (*Identity, error) {
+	certs, err := cryptoutil.ParseCertificatesPEM(b)
+	if err != nil {
+		return nil, err
+	}
+	var keyPEM []byte
+	for rest := b; len(rest) > 0; {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			keyPEM = pem.EncodeToMemory(block)
+			break
+		}
+	}
+	if keyPEM == nil {
+		return nil, errors.New("no private key")
+	}
+	key, err := parseKey(keyPEM)
+	if err != nil {
+		return nil, err
+	}
+	return &Identity{Cert: certs[0], Key: key}, nil
+}
