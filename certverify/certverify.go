@@ -5,9 +5,11 @@ package certverify
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nanomdm/nanomdm/cryptoutil"
@@ -34,14 +36,41 @@ var (
 
 // PoolVerifier verifies certificates against fixed pools of root and
 // intermediate CA certificates. It is safe for concurrent use.
+//
+// A device presents the same identity certificate on every request, so
+// the verifier remembers the certificates it has verified, with the time
+// span in which the whole chain is valid, and answers for them again
+// without building the chain (and checking its signatures) anew. The
+// pools never change, so the remembered answer is the one a new check
+// would give at any time within that span; outside it the certificate is
+// checked again. Only successes are remembered.
 type PoolVerifier struct {
 	roots         *x509.CertPool
 	intermediates *x509.CertPool
 	now           func() time.Time
+
+	cacheSize int
+	mu        sync.RWMutex
+	verified  map[[sha256.Size]byte]validity
 }
+
+// validity is the span in which every certificate of a verified chain is
+// within its validity period.
+type validity struct{ notBefore, notAfter time.Time }
+
+// DefaultCacheSize is the number of verified certificates a PoolVerifier
+// remembers unless WithCacheSize says otherwise: one per device of a
+// large fleet, at about 100 bytes each.
+const DefaultCacheSize = 100_000
 
 // Option configures a PoolVerifier.
 type Option func(*PoolVerifier)
+
+// WithCacheSize sets how many verified certificates are remembered; 0 or
+// less turns remembering off, so every call builds the chain.
+func WithCacheSize(n int) Option {
+	return func(v *PoolVerifier) { v.cacheSize = n }
+}
 
 // WithClock sets the source of the current time used for validity checks.
 // The default, also used when now is nil, is time.Now.
@@ -75,9 +104,13 @@ func NewPoolVerifier(rootsPEM []byte, intermediatesPEM []byte, opts ...Option) (
 		roots:         roots,
 		intermediates: intermediates,
 		now:           time.Now,
+		cacheSize:     DefaultCacheSize,
 	}
 	for _, opt := range opts {
 		opt(v)
+	}
+	if v.cacheSize > 0 {
+		v.verified = make(map[[sha256.Size]byte]validity)
 	}
 	return v, nil
 }
@@ -109,14 +142,28 @@ func (v *PoolVerifier) Verify(cert *x509.Certificate) error {
 	if cert == nil {
 		return ErrNoCertificate
 	}
-	_, err := cert.Verify(x509.VerifyOptions{
+	now := v.now()
+	var key [sha256.Size]byte
+	if v.verified != nil {
+		key = sha256.Sum256(cert.Raw)
+		v.mu.RLock()
+		span, ok := v.verified[key]
+		v.mu.RUnlock()
+		if ok && !now.Before(span.notBefore) && !now.After(span.notAfter) {
+			return nil
+		}
+	}
+	chains, err := cert.Verify(x509.VerifyOptions{
 		// Roots is never nil, so x509 never falls back to the system pool.
 		Roots:         v.roots,
 		Intermediates: v.intermediates,
-		CurrentTime:   v.now(),
+		CurrentTime:   now,
 		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	})
 	if err == nil {
+		if v.verified != nil && len(chains) > 0 {
+			v.remember(key, chains[0])
+		}
 		return nil
 	}
 	var invalid x509.CertificateInvalidError
@@ -131,4 +178,27 @@ func (v *PoolVerifier) Verify(cert *x509.Certificate) error {
 	// Unknown authority, and every other reason a chain is refused (a CA
 	// without the CA flag, name constraints, path length...).
 	return fmt.Errorf("%w: %w", ErrUntrusted, err)
+}
+
+// remember records that the certificate with hash key verified through
+// chain. When the cache is full an arbitrary entry makes room.
+func (v *PoolVerifier) remember(key [sha256.Size]byte, chain []*x509.Certificate) {
+	span := validity{notBefore: chain[0].NotBefore, notAfter: chain[0].NotAfter}
+	for _, c := range chain[1:] {
+		if c.NotBefore.After(span.notBefore) {
+			span.notBefore = c.NotBefore
+		}
+		if c.NotAfter.Before(span.notAfter) {
+			span.notAfter = c.NotAfter
+		}
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if _, ok := v.verified[key]; !ok && len(v.verified) >= v.cacheSize {
+		for k := range v.verified {
+			delete(v.verified, k)
+			break
+		}
+	}
+	v.verified[key] = span
 }

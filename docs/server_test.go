@@ -66,8 +66,9 @@ func startNanoMDM(t *testing.T, bin string, args ...string) *runningServer {
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting nanomdm: %v", err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	var exitErr error
+	exited := make(chan struct{})
+	go func() { exitErr = cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		cmd.Process.Signal(syscall.SIGTERM)
 		select {
@@ -85,8 +86,8 @@ func startNanoMDM(t *testing.T, bin string, args ...string) *runningServer {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		select {
-		case err := <-exited:
-			t.Fatalf("nanomdm exited at start: %v\n%s", err, logs.String())
+		case <-exited:
+			t.Fatalf("nanomdm exited at start: %v\n%s", exitErr, logs.String())
 		default:
 		}
 		resp, err := http.Get(s.url + "/version")
@@ -166,7 +167,7 @@ func TestOpenAPIProbe(t *testing.T) {
 	const key = "probe-key"
 	const limit = 4096
 	srv := startNanoMDM(t, bins["nanomdm"],
-		"-ca", filepath.Join(dir, "dev", "ca.pem"), "-api", key, "-storage", "inmem",
+		"-ca", filepath.Join(dir, "dev", "ca.pem"), "-api", key, "-storage-dsn", filepath.Join(dir, "db"),
 		"-checkin", "-migration", "-auth-proxy-url", "http://"+freePort(t)+"/",
 		"-escrowkeyunlock-url", "http://"+freePort(t)+"/unlock",
 		"-max-body-bytes", fmt.Sprint(limit))
@@ -283,7 +284,11 @@ func cmdrOutput(t *testing.T, args ...string) []byte {
 func findOp(ops map[string][]*documentedOp, method, path string) *documentedOp {
 	for _, docOps := range ops {
 		for _, op := range docOps {
-			re := "^" + pathParam.ReplaceAllString(regexp.QuoteMeta(op.path), "[^/]+") + "$"
+			parts := pathParam.Split(op.path, -1)
+			for i := range parts {
+				parts[i] = regexp.QuoteMeta(parts[i])
+			}
+			re := "^" + strings.Join(parts, "[^/]+") + "$"
 			if op.method == method && regexp.MustCompile(re).MatchString(path) {
 				return op
 			}

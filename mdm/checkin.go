@@ -158,8 +158,11 @@ func decodePlist(data []byte, v interface{}) error {
 // or ErrUnrecognizedMessageType.
 func DecodeCheckin(raw []byte) (interface{}, error) {
 	var mt MessageType
-	if err := decodePlist(raw, &mt); err != nil {
-		return nil, err
+	if !scanMessageType(raw, &mt) {
+		mt = MessageType{}
+		if err := decodePlist(raw, &mt); err != nil {
+			return nil, err
+		}
 	}
 	var msg interface{}
 	switch mt.MessageType {
@@ -182,7 +185,8 @@ func DecodeCheckin(raw []byte) (interface{}, error) {
 	default:
 		return nil, fmt.Errorf("%w: %q", ErrUnrecognizedMessageType, mt.MessageType)
 	}
-	// The bounds were checked above; decode again into the concrete type.
+	// The bounds were checked above (by the scan or by decodePlist);
+	// decode into the concrete type.
 	if err := plist.Unmarshal(raw, msg); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrDecode, err)
 	}

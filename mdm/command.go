@@ -42,8 +42,11 @@ type CommandResults struct {
 // Errors wrap ErrDecode or ErrNoStatus.
 func DecodeCommandResults(raw []byte) (*CommandResults, error) {
 	r := &CommandResults{Raw: raw}
-	if err := decodePlist(raw, r); err != nil {
-		return nil, err
+	if !scanCommandResults(raw, r) {
+		*r = CommandResults{Raw: raw}
+		if err := decodePlist(raw, r); err != nil {
+			return nil, err
+		}
 	}
 	if r.Status == "" {
 		return nil, ErrNoStatus

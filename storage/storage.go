@@ -23,7 +23,8 @@ var (
 	// already exists.
 	ErrDuplicateCommand = errors.New("command UUID already exists")
 
-	// ErrUnknownEnrollment means an ID names no enrollment we have seen.
+	// ErrUnknownEnrollment means an ID names no enrollment that has sent a
+	// TokenUpdate (a device that only sent Authenticate is unknown too).
 	ErrUnknownEnrollment = errors.New("enrollment not found")
 
 	// ErrNoPushCert means no push certificate is stored for a topic.
@@ -79,7 +80,8 @@ type CommandQueueStore interface {
 
 // CommandEnqueuer is the operator side of the command queue.
 type CommandEnqueuer interface {
-	// EnqueueCommand queues cmd for each ID, in order. Per-ID failures
+	// EnqueueCommand queues cmd for each ID, in order. Disabled (checked
+	// out) enrollments still accept commands. Per-ID failures
 	// (ErrUnknownEnrollment for an ID that never sent a TokenUpdate, an
 	// error wrapping mdm.ErrInvalidID for a malformed one) are returned in
 	// the map, keyed by ID; an error that fails the whole call (such as
@@ -121,7 +123,8 @@ type PushCertStore interface {
 	RetrievePushCert(ctx context.Context, topic string) (cert *tls.Certificate, staleToken string, err error)
 
 	// IsPushCertStale reports whether the certificate for topic differs
-	// from the one staleToken was returned with.
+	// from the one staleToken was returned with. For an unknown topic it
+	// returns ErrNoPushCert.
 	IsPushCertStale(ctx context.Context, topic string, staleToken string) (bool, error)
 }
 

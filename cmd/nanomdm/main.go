@@ -91,7 +91,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	fs.StringVar(&c.caPath, "ca", "", "PEM file of CA certificate(s) that issue device identities (required)")
 	fs.StringVar(&c.intPath, "intermediate", "", "PEM file of intermediate certificates for building device chains")
 	fs.StringVar(&c.certHeader, "cert-header", "", "read the device certificate from this header instead of Mdm-Signature (':' prefix = RFC 9440, else URL-escaped PEM)")
-	fs.Var(&c.storage, "storage", "storage backend: file, inmem (repeat for multi-storage; default file)")
+	fs.Var(&c.storage, "storage", "storage backend: file, inmem, mysql, pgsql (repeat for multi-storage; default file)")
 	fs.Var(&c.storageDSN, "storage-dsn", "storage data source name (file: directory, default \"db\"); repeat with -storage")
 	fs.Var(&c.storageDSN, "dsn", "deprecated alias of -storage-dsn")
 	fs.Var(&c.storageOptions, "storage-options", "storage backend options; repeat with -storage")

@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/nanomdm/nanomdm/cmd/internal/cli"
 	"github.com/nanomdm/nanomdm/log"
 	"github.com/nanomdm/nanomdm/storage"
+	"github.com/nanomdm/nanomdm/storage/allmulti"
 )
 
 // openStorages opens every -storage triple.
@@ -18,14 +20,37 @@ func openStorages(ctx context.Context, c *config, logger log.Logger) (storage.Al
 	if len(c.storageDSN) > len(names) || len(c.storageOptions) > len(names) {
 		return nil, nil, errors.New("more -storage-dsn or -storage-options than -storage flags")
 	}
-	if len(names) > 1 {
-		return nil, nil, errors.New("multi-storage is not supported yet")
-	}
 	at := func(l cli.StringList, i int) string {
 		if i < len(l) {
 			return l[i]
 		}
 		return ""
 	}
-	return cli.OpenStorage(ctx, names[0], at(c.storageDSN, 0), at(c.storageOptions, 0), logger.With("storage", names[0]))
+	if len(names) == 1 {
+		return cli.OpenStorage(ctx, names[0], at(c.storageDSN, 0), at(c.storageOptions, 0), logger.With("storage", names[0]))
+	}
+	// Multi-storage: the first backend answers, the others get every
+	// write and have their errors logged.
+	var stores []storage.AllStorage
+	var closers []func()
+	closeAll := func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	for i, name := range names {
+		s, closer, err := cli.OpenStorage(ctx, name, at(c.storageDSN, i), at(c.storageOptions, i), logger.With("storage", name))
+		if err != nil {
+			closeAll()
+			return nil, nil, fmt.Errorf("storage %d (%s): %w", i+1, name, err)
+		}
+		stores = append(stores, s)
+		closers = append(closers, closer)
+	}
+	multi, err := allmulti.New(stores, allmulti.WithLogger(logger.With("storage", "allmulti")))
+	if err != nil {
+		closeAll()
+		return nil, nil, err
+	}
+	return multi, closeAll, nil
 }

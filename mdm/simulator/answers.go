@@ -131,7 +131,7 @@ func (c *Channel) deviceInformation() map[string]interface{} {
 			},
 		},
 		"MDMOptions": map[string]interface{}{
-			"ActivationLockAllowedWhileSupervised": false,
+			"ActivationLockAllowedWhileSupervised":             false,
 			"PromptUserToAllowBootstrapTokenForAuthentication": false,
 		},
 	}
@@ -186,15 +186,15 @@ func installedApplications() []interface{} {
 		"Notion", "Box", "Dropbox", "Webex", "Salesforce", "Workday", "Concur", "Okta Verify",
 	} {
 		out = append(out, map[string]interface{}{
-			"BundleSize":         int64(40_000_000 + i*3_000_000),
-			"DynamicSize":        int64(12_000_000 + i*1_000_000),
-			"Identifier":         fmt.Sprintf("com.example.app%d", i),
-			"Installing":         false,
-			"IsAppClip":          false,
-			"IsValidated":        true,
-			"Name":               name,
-			"ShortVersion":       fmt.Sprintf("%d.%d", 4+i%3, i),
-			"Version":            fmt.Sprintf("%d%02d", 4+i%3, i),
+			"BundleSize":                int64(40_000_000 + i*3_000_000),
+			"DynamicSize":               int64(12_000_000 + i*1_000_000),
+			"Identifier":                fmt.Sprintf("com.example.app%d", i),
+			"Installing":                false,
+			"IsAppClip":                 false,
+			"IsValidated":               true,
+			"Name":                      name,
+			"ShortVersion":              fmt.Sprintf("%d.%d", 4+i%3, i),
+			"Version":                   fmt.Sprintf("%d%02d", 4+i%3, i),
 			"ExternalVersionIdentifier": int64(860_000_000 + i),
 		})
 	}

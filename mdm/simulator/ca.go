@@ -110,6 +110,13 @@ func (ca *CA) Issue(commonName string, adjust ...IdentityTemplate) (*Identity, e
 	if err != nil {
 		return nil, fmt.Errorf("generating identity key: %w", err)
 	}
+	return ca.IssueForKey(commonName, key, adjust...)
+}
+
+// IssueForKey is Issue for a key the caller chose: an RSA key, as SCEP
+// enrollments have, or one key shared by many simulated devices to spare
+// generating one each (the server never compares keys).
+func (ca *CA) IssueForKey(commonName string, key crypto.Signer, adjust ...IdentityTemplate) (*Identity, error) {
 	now := time.Now()
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),

@@ -37,6 +37,9 @@ type Transport struct {
 	CertHeader string
 	// UserAgent is sent with every request.
 	UserAgent string
+	// SHA1Signature signs as Apple devices do, with a SHA-1 digest and no
+	// signed attributes, instead of SHA-256 with attributes.
+	SHA1Signature bool
 }
 
 var defaultClient = &http.Client{Timeout: 30 * time.Second}
@@ -54,6 +57,32 @@ func (e *ErrStatus) Error() string {
 // Send posts body as a device with identity id would. checkin selects the
 // check-in content type (and CheckinURL when set).
 func (t *Transport) Send(ctx context.Context, id *Identity, body []byte, checkin bool) ([]byte, error) {
+	req, err := t.NewRequest(ctx, id, body, checkin)
+	if err != nil {
+		return nil, err
+	}
+	client := t.Client
+	if client == nil {
+		client = defaultClient
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	respBody, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, fmt.Errorf("reading answer: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return respBody, &ErrStatus{Status: resp.StatusCode, Body: respBody}
+	}
+	return respBody, nil
+}
+
+// NewRequest builds the request Send would post: method, content type,
+// user agent, and the identity as Mdm-Signature (or CertHeader).
+func (t *Transport) NewRequest(ctx context.Context, id *Identity, body []byte, checkin bool) (*http.Request, error) {
 	url := t.URL
 	if checkin && t.CheckinURL != "" {
 		url = t.CheckinURL
@@ -80,30 +109,18 @@ func (t *Transport) Send(ctx context.Context, id *Identity, body []byte, checkin
 		if t.CertHeader != "" {
 			req.Header.Set(t.CertHeader, cryptoutil.EncodeCertHeaderRFC9440(id.Cert))
 		} else {
-			sig, err := cryptoutil.SignMdmSignature(body, id.Cert, id.Key)
+			sign := cryptoutil.SignMdmSignature
+			if t.SHA1Signature {
+				sign = cryptoutil.SignMdmSignatureSHA1
+			}
+			sig, err := sign(body, id.Cert, id.Key)
 			if err != nil {
 				return nil, fmt.Errorf("signing request: %w", err)
 			}
 			req.Header.Set("Mdm-Signature", sig)
 		}
 	}
-	client := t.Client
-	if client == nil {
-		client = defaultClient
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	respBody, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return nil, fmt.Errorf("reading answer: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return respBody, &ErrStatus{Status: resp.StatusCode, Body: respBody}
-	}
-	return respBody, nil
+	return req, nil
 }
 
 // Channel is one MDM channel of a simulated device: the device channel
@@ -265,6 +282,26 @@ type Report struct {
 // Send sends a command report and returns the next command, or nil when
 // the server answered with an empty body.
 func (c *Channel) Send(ctx context.Context, r Report) (*mdm.Command, error) {
+	body, err := c.ReportBody(r)
+	if err != nil {
+		return nil, err
+	}
+	answer, err := c.Device.Transport.Send(ctx, c.Device.Identity, body, false)
+	if err != nil {
+		return nil, err
+	}
+	if len(answer) == 0 {
+		return nil, nil
+	}
+	cmd, err := mdm.DecodeCommand(answer)
+	if err != nil {
+		return nil, fmt.Errorf("decoding command from server: %w", err)
+	}
+	return cmd, nil
+}
+
+// ReportBody encodes the report as the plist the channel would send.
+func (c *Channel) ReportBody(r Report) ([]byte, error) {
 	m := map[string]interface{}{"Status": r.Status}
 	e := c.Enrollment
 	for k, v := range map[string]string{
@@ -283,18 +320,7 @@ func (c *Channel) Send(ctx context.Context, r Report) (*mdm.Command, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encoding report: %w", err)
 	}
-	answer, err := c.Device.Transport.Send(ctx, c.Device.Identity, body, false)
-	if err != nil {
-		return nil, err
-	}
-	if len(answer) == 0 {
-		return nil, nil
-	}
-	cmd, err := mdm.DecodeCommand(answer)
-	if err != nil {
-		return nil, fmt.Errorf("decoding command from server: %w", err)
-	}
-	return cmd, nil
+	return body, nil
 }
 
 // Idle sends an Idle report and returns the first queued command.

@@ -201,3 +201,7 @@ func BenchmarkCommandLoop(b *testing.B) {
 		})
 	}
 }
+
+func TestDeadlockRetryable(t *testing.T) {
+	sqltest.TestDeadlockRetryable(t, backend, dialect)
+}

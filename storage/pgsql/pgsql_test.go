@@ -122,3 +122,7 @@ func BenchmarkCommandLoop(b *testing.B) {
 		})
 	}
 }
+
+func TestDeadlockRetryable(t *testing.T) {
+	sqltest.TestDeadlockRetryable(t, backend, dialect)
+}

@@ -46,6 +46,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.AllStorage) {
 		{"CertAuth", testCertAuth},
 		{"Migration", testMigration},
 		{"InvalidIDs", testInvalidIDs},
+		{"EdgeCases", testEdgeCases},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

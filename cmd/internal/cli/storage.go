@@ -8,6 +8,8 @@ import (
 	"github.com/nanomdm/nanomdm/storage"
 	"github.com/nanomdm/nanomdm/storage/file"
 	"github.com/nanomdm/nanomdm/storage/inmem"
+	"github.com/nanomdm/nanomdm/storage/mysql"
+	"github.com/nanomdm/nanomdm/storage/pgsql"
 )
 
 // DefaultFileDSN is the directory of the file backend when no DSN is given.
@@ -36,6 +38,18 @@ func OpenStorage(ctx context.Context, name, dsn, options string, logger log.Logg
 			return nil, nil, fmt.Errorf("inmem storage takes no options, got %q", options)
 		}
 		return inmem.New(), nop, nil
+	case "mysql":
+		s, err := mysql.New(ctx, dsn, options, mysql.WithLogger(logger))
+		if err != nil {
+			return nil, nil, fmt.Errorf("opening mysql storage: %w", err)
+		}
+		return s, func() { s.Close() }, nil
+	case "pgsql":
+		s, err := pgsql.New(ctx, dsn, options, pgsql.WithLogger(logger))
+		if err != nil {
+			return nil, nil, fmt.Errorf("opening pgsql storage: %w", err)
+		}
+		return s, func() { s.Close() }, nil
 	}
 	return nil, nil, fmt.Errorf("unknown storage backend %q", name)
 }

@@ -1,0 +1,20 @@
+package mysql
+
+import (
+	"testing"
+
+	"github.com/nanomdm/nanomdm/storage/storagetest"
+)
+
+// BenchmarkHandlerRoundTrip is one report→next-command request through the
+// MDM handler, identity middleware and services on a fresh database of
+// NANOMDM_TEST_MYSQL_DSN:
+//
+//	go test -run '^$' -bench HandlerRoundTrip ./storage/mysql/
+func BenchmarkHandlerRoundTrip(b *testing.B) {
+	for _, options := range []string{"", "delete=1"} {
+		b.Run("options="+options, func(b *testing.B) {
+			storagetest.BenchmarkHandlerRoundTrip(b, backend.OpenFresh(b, options))
+		})
+	}
+}
