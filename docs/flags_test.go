@@ -59,15 +59,13 @@ func envName(flag string) string {
 // appear as `-NAME` together with its environment variable NANOMDM_NAME.
 func TestGuideDocumentsEveryFlag(t *testing.T) {
 	guide := string(readRepoFile(t, "docs/operations-guide.md"))
-	bins := commandBinaries(t)
 	for _, name := range append([]string{"nanomdm"}, optionalCommands...) {
-		bin, ok := bins[name]
-		if !ok {
+		if !hasCommand(t, name) {
 			continue
 		}
 		t.Run(name, func(t *testing.T) {
 			var noFlag, noEnv []string
-			for _, f := range commandFlags(t, bin) {
+			for _, f := range commandFlags(t, commandBinary(t, name)) {
 				if !strings.Contains(guide, "`-"+f+"`") {
 					noFlag = append(noFlag, "-"+f)
 				}
@@ -89,7 +87,7 @@ func TestGuideDocumentsEveryFlag(t *testing.T) {
 // every flag given to nanomdm in docs/deploy/ exists.
 func TestDeployExamplesUseRealFlags(t *testing.T) {
 	flags := map[string]bool{}
-	for _, f := range commandFlags(t, commandBinaries(t)["nanomdm"]) {
+	for _, f := range commandFlags(t, commandBinary(t, "nanomdm")) {
 		flags[f] = true
 	}
 	envs := map[string]bool{}

@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 )
@@ -94,11 +93,11 @@ func goTool(t *testing.T) string {
 	return ""
 }
 
-// The commands of this module, built once per test binary into binDir.
+// The commands of this module, each built once per test binary into binDir.
 var (
-	buildOnce sync.Once
-	binDir    string
-	buildErr  error
+	buildMu  sync.Mutex
+	binDir   string
+	builtErr = map[string]error{}
 )
 
 // TestMain removes the built commands afterwards.
@@ -110,42 +109,41 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// optionalCommands are built and checked when their directory exists:
-// they are being added by other work.
+// optionalCommands are checked when their directory exists: they are
+// being added by other work.
 var optionalCommands = []string{"nano2nano"}
 
-// commandBinaries builds cmd/nanomdm, cmd/mdmsim and the optional commands
-// that exist, once, and returns their paths by name.
-func commandBinaries(t *testing.T) map[string]string {
+// hasCommand reports whether cmd/NAME exists.
+func hasCommand(t *testing.T, name string) bool {
 	t.Helper()
-	root := repoRoot(t)
-	names := []string{"nanomdm", "mdmsim"}
-	for _, n := range optionalCommands {
-		if _, err := os.Stat(filepath.Join(root, "cmd", n)); err == nil {
-			names = append(names, n)
+	_, err := os.Stat(repoFile(t, "cmd/"+name))
+	return err == nil
+}
+
+// commandBinary builds cmd/NAME once and returns the binary's path.
+func commandBinary(t *testing.T, name string) string {
+	t.Helper()
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if binDir == "" {
+		dir, err := os.MkdirTemp("", "nanomdm-docs-bin-")
+		if err != nil {
+			t.Fatalf("creating a directory for the commands: %v", err)
 		}
+		binDir = dir
 	}
-	buildOnce.Do(func() {
-		binDir, buildErr = os.MkdirTemp("", "nanomdm-docs-bin-")
-		if buildErr != nil {
-			return
+	bin := filepath.Join(binDir, name)
+	err, done := builtErr[name]
+	if !done {
+		cmd := exec.Command(goTool(t), "build", "-o", bin, "./cmd/"+name)
+		cmd.Dir = repoRoot(t)
+		if out, e := cmd.CombinedOutput(); e != nil {
+			err = fmt.Errorf("go build ./cmd/%s: %v\n%s", name, e, out)
 		}
-		args := []string{"build", "-o", binDir + string(filepath.Separator)}
-		for _, n := range names {
-			args = append(args, "./cmd/"+n)
-		}
-		cmd := exec.Command(goTool(t), args...)
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatalf("building the commands: %v", buildErr)
+		builtErr[name] = err
 	}
-	bins := map[string]string{}
-	for _, n := range names {
-		bins[n] = filepath.Join(binDir, n)
+	if err != nil {
+		t.Fatalf("building the command: %v", err)
 	}
-	return bins
+	return bin
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -16,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nanomdm/nanomdm/mdm/simulator"
 )
 
 // lockedBuffer collects a process's output.
@@ -161,13 +164,19 @@ func fillPath(p string) string {
 // upstreams stay out of reach, so the statuses that need them are checked
 // by requiredStatus in TestOpenAPIRoutes.
 func TestOpenAPIProbe(t *testing.T) {
-	bins := commandBinaries(t)
 	dir := t.TempDir()
-	runTool(t, bins["mdmsim"], "ca", "-out", filepath.Join(dir, "dev"))
+	ca, err := simulator.NewCA("probe CA")
+	if err != nil {
+		t.Fatalf("creating CA: %v", err)
+	}
+	caPath := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(caPath, ca.CertPEM(), 0o644); err != nil {
+		t.Fatalf("writing CA: %v", err)
+	}
 	const key = "probe-key"
 	const limit = 4096
-	srv := startNanoMDM(t, bins["nanomdm"],
-		"-ca", filepath.Join(dir, "dev", "ca.pem"), "-api", key, "-storage-dsn", filepath.Join(dir, "db"),
+	srv := startNanoMDM(t, commandBinary(t, "nanomdm"),
+		"-ca", caPath, "-api", key, "-storage-dsn", filepath.Join(dir, "db"),
 		"-checkin", "-migration", "-auth-proxy-url", "http://"+freePort(t)+"/",
 		"-escrowkeyunlock-url", "http://"+freePort(t)+"/unlock",
 		"-max-body-bytes", fmt.Sprint(limit))
