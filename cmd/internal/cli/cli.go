@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strings"
 )
 
@@ -54,7 +55,7 @@ func ApplyEnv(fs *flag.FlagSet, getenv func(string) string) error {
 // its environment variable and default to w.
 func Usage(fs *flag.FlagSet, w io.Writer) func() {
 	return func() {
-		fmt.Fprintf(w, "Usage of %s:\n", fs.Name())
+		fmt.Fprintf(w, "Usage of %s:\n", filepath.Base(fs.Name()))
 		fs.VisitAll(func(f *flag.Flag) {
 			fmt.Fprintf(w, "  -%s (env %s)", f.Name, EnvName(f.Name))
 			if f.DefValue != "" {
