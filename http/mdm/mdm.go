@@ -79,13 +79,12 @@ func IdentityMiddleware(next http.Handler, verifier CertVerifier, opts ...Option
 	o := newOptions(opts)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		logger := log.From(r.Context(), o.logger)
-		body, err := mdmhttp.ReadBody(w, r, o.bodyLimit)
-		if err != nil {
-			logger.Info("msg", "reading body", "err", err)
-			http.Error(w, http.StatusText(mdmhttp.BodyStatus(err)), mdmhttp.BodyStatus(err))
+		body, ok := readBody(w, r, o.bodyLimit, logger)
+		if !ok {
 			return
 		}
 		var cert *x509.Certificate
+		var err error
 		if o.certHeader != "" {
 			cert, err = cryptoutil.ParseCertHeader(r.Header.Get(o.certHeader))
 		} else {
@@ -170,18 +169,17 @@ func writeBody(w http.ResponseWriter, body []byte) {
 	w.Write(body)
 }
 
-// CheckinHandler handles check-in messages.
-func CheckinHandler(svc service.Checkin, opts ...Option) http.Handler {
-	o := newOptions(opts)
+// handle reads the body, decodes it with decode, builds the service
+// request and writes what answer returns, mapping every error to the
+// status a device expects.
+func handle[M any](o *options, decode func([]byte) (M, error), answer func(*mdm.Request, M) ([]byte, error)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		logger := log.From(r.Context(), o.logger)
-		raw, err := mdmhttp.ReadBody(w, r, o.bodyLimit)
-		if err != nil {
-			logger.Info("msg", "reading body", "err", err)
-			http.Error(w, http.StatusText(mdmhttp.BodyStatus(err)), mdmhttp.BodyStatus(err))
+		raw, ok := readBody(w, r, o.bodyLimit, logger)
+		if !ok {
 			return
 		}
-		msg, err := mdm.DecodeCheckin(raw)
+		msg, err := decode(raw)
 		if err != nil {
 			writeError(w, logger, err)
 			return
@@ -191,7 +189,7 @@ func CheckinHandler(svc service.Checkin, opts ...Option) http.Handler {
 			writeError(w, logger, err)
 			return
 		}
-		body, err := service.CheckinRequest(svc, req, msg)
+		body, err := answer(req, msg)
 		if err != nil {
 			writeError(w, log.From(req.Context, o.logger), err)
 			return
@@ -200,36 +198,35 @@ func CheckinHandler(svc service.Checkin, opts ...Option) http.Handler {
 	})
 }
 
+// readBody reads the bounded body, answering 408, 413 or 500 itself when
+// that fails.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64, logger log.Logger) ([]byte, bool) {
+	raw, err := mdmhttp.ReadBody(w, r, limit)
+	if err != nil {
+		status := mdmhttp.BodyStatus(err)
+		logger.Info("msg", "reading body", "status", status, "err", err)
+		http.Error(w, http.StatusText(status), status)
+		return nil, false
+	}
+	return raw, true
+}
+
+// CheckinHandler handles check-in messages.
+func CheckinHandler(svc service.Checkin, opts ...Option) http.Handler {
+	return handle(newOptions(opts), mdm.DecodeCheckin, func(r *mdm.Request, msg interface{}) ([]byte, error) {
+		return service.CheckinRequest(svc, r, msg)
+	})
+}
+
 // CommandAndReportResultsHandler handles command reports and answers with
 // the next command.
 func CommandAndReportResultsHandler(svc service.CommandAndReportResults, opts ...Option) http.Handler {
-	o := newOptions(opts)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		logger := log.From(r.Context(), o.logger)
-		raw, err := mdmhttp.ReadBody(w, r, o.bodyLimit)
-		if err != nil {
-			logger.Info("msg", "reading body", "err", err)
-			http.Error(w, http.StatusText(mdmhttp.BodyStatus(err)), mdmhttp.BodyStatus(err))
-			return
+	return handle(newOptions(opts), mdm.DecodeCommandResults, func(r *mdm.Request, report *mdm.CommandResults) ([]byte, error) {
+		cmd, err := svc.CommandAndReportResults(r, report)
+		if err != nil || cmd == nil {
+			return nil, err
 		}
-		report, err := mdm.DecodeCommandResults(raw)
-		if err != nil {
-			writeError(w, logger, err)
-			return
-		}
-		req, err := newRequest(r, report)
-		if err != nil {
-			writeError(w, logger, err)
-			return
-		}
-		cmd, err := svc.CommandAndReportResults(req, report)
-		if err != nil {
-			writeError(w, log.From(req.Context, o.logger), err)
-			return
-		}
-		if cmd != nil {
-			writeBody(w, cmd.Raw)
-		}
+		return cmd.Raw, nil
 	})
 }
 
