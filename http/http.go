@@ -83,19 +83,55 @@ func TraceLoggingMiddleware(next nethttp.Handler, logger log.Logger) nethttp.Han
 // APIUsername is the Basic-auth user name of the API.
 const APIUsername = "nanomdm"
 
+// AuthOption configures BasicAuthMiddleware.
+type AuthOption func(*authOptions)
+
+type authOptions struct {
+	limiter *AuthFailureLimiter
+}
+
+// WithAuthFailureLimiter makes the middleware count failed attempts in l
+// and answer 429 to clients l has locked out. Share one limiter between
+// every route guarded by the same credentials. A nil l is ignored.
+func WithAuthFailureLimiter(l *AuthFailureLimiter) AuthOption {
+	return func(o *authOptions) { o.limiter = l }
+}
+
+var errTooManyFailures = errors.New("too many failed authentication attempts; retry later")
+
 // BasicAuthMiddleware admits requests whose Basic credentials are user
 // and password (compared in constant time) and answers 401 otherwise.
+// With WithAuthFailureLimiter, a client locked out after repeated
+// failures is answered 429 without its credentials being checked.
 // Only API routes use it: MDM endpoints never answer 401.
-func BasicAuthMiddleware(next nethttp.Handler, user, password, realm string) nethttp.Handler {
+func BasicAuthMiddleware(next nethttp.Handler, user, password, realm string, opts ...AuthOption) nethttp.Handler {
+	var o authOptions
+	for _, f := range opts {
+		f(&o)
+	}
 	wantUser, wantPass := []byte(user), []byte(password)
 	return nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
+		var key string
+		if o.limiter != nil {
+			key = clientKey(r)
+			if left := o.limiter.lockedFor(key); left > 0 {
+				writeLocked(w, left)
+				return
+			}
+		}
 		u, p, ok := r.BasicAuth()
 		userOK := subtle.ConstantTimeCompare([]byte(u), wantUser)
 		passOK := subtle.ConstantTimeCompare([]byte(p), wantPass)
 		if !ok || userOK&passOK != 1 {
+			if o.limiter != nil {
+				o.limiter.fail(key)
+			}
 			w.Header().Set("WWW-Authenticate", `Basic realm="`+realm+`"`)
 			WriteJSONError(w, nethttp.StatusUnauthorized, errors.New("unauthorized"))
 			return
+		}
+		if o.limiter != nil {
+			o.limiter.succeed(key)
 		}
 		next.ServeHTTP(w, r)
 	})

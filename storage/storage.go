@@ -32,6 +32,10 @@ var (
 
 	// ErrInvalidCheckOut means a CheckOut arrived on a user channel.
 	ErrInvalidCheckOut = errors.New("check-out is only valid on a device channel")
+
+	// ErrBadCursor means a pagination cursor is not one the backend
+	// handed out.
+	ErrBadCursor = errors.New("invalid pagination cursor")
 )
 
 // CheckinStore stores the enrollment-shaping check-in messages.
@@ -181,3 +185,167 @@ type AllStorage interface {
 
 // Clock is time.Now, injectable for tests.
 type Clock func() time.Time
+
+// CertAuthRetriever finds the enrollment that a certificate hash belongs
+// to, for services (such as the auth proxy) that know a device only by
+// its identity certificate.
+type CertAuthRetriever interface {
+	// RetrieveEnrollmentIDByCertHash returns the device-channel ID that
+	// hash is associated with (see CertAuthStore). It returns an error
+	// wrapping ErrUnknownEnrollment when the hash is associated with
+	// none. Should several devices share a hash (certauth never binds one
+	// certificate to two devices, but an operator may), the bytewise
+	// smallest ID is returned.
+	RetrieveEnrollmentIDByCertHash(ctx context.Context, hash string) (string, error)
+}
+
+// Pinger reports whether a backend can answer, for readiness checks.
+type Pinger interface {
+	// Ping returns nil when the backend can serve requests: its database
+	// answers, or its directory can be read.
+	Ping(ctx context.Context) error
+}
+
+// Enrollment is what the inspection API shows of one enrollment (an MDM
+// channel that has sent a TokenUpdate). It never holds a token.
+type Enrollment struct {
+	// ID is the enrollment ID; ParentID the device channel's ID for a
+	// user channel, empty for a device channel.
+	ID       string
+	ParentID string
+	// Type is the channel type, as mdm.EnrollType.String() names it.
+	Type    string
+	Enabled bool
+	// SerialNumber is the device's, from its Authenticate (user channels
+	// show their device's); empty when the device never sent one.
+	SerialNumber string
+	Topic        string
+	// LastSeen is when the channel was last heard from: every TokenUpdate
+	// and every command report (Idle included) sets it.
+	LastSeen         time.Time
+	TokenUpdateTally int
+	// HasBootstrapToken reports whether the device (of a user channel:
+	// its device) has escrowed a bootstrap token.
+	HasBootstrapToken bool
+}
+
+// EnrollmentQuery selects enrollments. Zero fields select everything.
+type EnrollmentQuery struct {
+	// IDs, if not empty, keeps only these enrollment IDs; malformed or
+	// unknown ones are simply not found.
+	IDs []string
+	// SerialNumber keeps the channels of the device with this serial.
+	SerialNumber string
+	// Type keeps one channel type (mdm.EnrollType.String()).
+	Type string
+	// Enabled, if set, keeps enabled (true) or disabled (false) channels.
+	Enabled *bool
+	// LastSeenBefore and LastSeenAfter, if not zero, keep channels last
+	// seen strictly before or strictly after the time.
+	LastSeenBefore time.Time
+	LastSeenAfter  time.Time
+
+	// After is the cursor: only IDs bytewise greater than it. Empty
+	// starts at the beginning.
+	After string
+	// Limit is the most enrollments returned; 0 or less means
+	// DefaultInspectLimit.
+	Limit int
+}
+
+// QueuedCommand is one outstanding command of an enrollment's queue.
+type QueuedCommand struct {
+	CommandUUID string
+	RequestType string
+	// EnqueuedAt is when the command was queued for the enrollment.
+	EnqueuedAt time.Time
+	// Status is "" for a command the device has not answered yet and
+	// mdm.StatusNotNow after a NotNow report.
+	Status string
+	// NotNowCount counts NotNow reports; NotNowAt is the first one's
+	// time (zero without one).
+	NotNowCount int
+	NotNowAt    time.Time
+	// Cursor is the position of the command in the queue; pass it to
+	// RetrieveQueue to continue after it. Its form is the backend's own.
+	Cursor string
+}
+
+// CommandResult is the latest report of one enrollment for a command.
+type CommandResult struct {
+	// ID is the enrollment that reported.
+	ID string
+	// Status is the report's Status, such as Acknowledged or NotNow.
+	Status string
+	// Raw is the report as the device sent it; nil when statusOnly was
+	// asked for.
+	Raw []byte
+}
+
+// DefaultInspectLimit is the page size of the inspection reads when the
+// caller gives none.
+const DefaultInspectLimit = 100
+
+// EnrollmentLister lists enrollments for operators.
+type EnrollmentLister interface {
+	// RetrieveEnrollments returns at most q.Limit enrollments that match
+	// every filter of q and whose IDs are greater than q.After, in
+	// bytewise ID order. Channels that never sent a TokenUpdate are not
+	// enrollments. No match is an empty result, not an error.
+	RetrieveEnrollments(ctx context.Context, q *EnrollmentQuery) ([]Enrollment, error)
+}
+
+// QueueLister shows the command queue of an enrollment.
+type QueueLister interface {
+	// RetrieveQueue returns at most limit outstanding commands of
+	// enrollment id (not yet answered, or answered NotNow), in the order
+	// RetrieveNextCommand would send them without skipping NotNow,
+	// starting after the command whose Cursor is cursor (empty: from the
+	// start). It returns ErrUnknownEnrollment for an ID that names no
+	// enrollment; an enrollment with an empty queue gives an empty
+	// result.
+	RetrieveQueue(ctx context.Context, id, cursor string, limit int) ([]QueuedCommand, error)
+}
+
+// CommandResultLister shows what enrollments answered to a command.
+type CommandResultLister interface {
+	// RetrieveCommandResults returns at most limit results of command
+	// uuid, one per enrollment that reported on it (its latest report:
+	// NotNow while the command stays queued, then the final one), in
+	// bytewise enrollment ID order, starting after enrollment ID after.
+	// With statusOnly set, Raw is left nil. An unknown command, or one no
+	// enrollment answered, gives an empty result. A backend that deletes
+	// finished commands (the SQL backends' delete=1) keeps results only
+	// while their command is queued, that is NotNow results.
+	RetrieveCommandResults(ctx context.Context, uuid, after string, limit int, statusOnly bool) ([]CommandResult, error)
+}
+
+// InspectionStore is what the inspection API reads.
+type InspectionStore interface {
+	EnrollmentLister
+	QueueLister
+	CommandResultLister
+}
+
+// PageSize returns q.Limit, or DefaultInspectLimit when it is not set.
+func (q *EnrollmentQuery) PageSize() int {
+	if q.Limit <= 0 {
+		return DefaultInspectLimit
+	}
+	return q.Limit
+}
+
+// Matches reports whether e passes the filters of q other than IDs and
+// After, which a backend applies while choosing what to look at. It is
+// for backends that filter in Go rather than in a query language.
+func (q *EnrollmentQuery) Matches(e *Enrollment) bool {
+	switch {
+	case q.SerialNumber != "" && e.SerialNumber != q.SerialNumber,
+		q.Type != "" && e.Type != q.Type,
+		q.Enabled != nil && e.Enabled != *q.Enabled,
+		!q.LastSeenBefore.IsZero() && !e.LastSeen.Before(q.LastSeenBefore),
+		!q.LastSeenAfter.IsZero() && !e.LastSeen.After(q.LastSeenAfter):
+		return false
+	}
+	return true
+}

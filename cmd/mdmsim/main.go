@@ -4,6 +4,7 @@
 //
 //	mdmsim ca -out DIR                  write DIR/ca.pem and DIR/ca.key
 //	mdmsim device -url URL -ca DIR ...  enroll devices and answer their commands
+//	mdmsim load -url URL -api-key KEY   measure a server with a simulated fleet
 package main
 
 import (
@@ -37,6 +38,7 @@ const usageText = `usage: mdmsim COMMAND [flags]
 commands:
   ca       create a throwaway device-identity CA (for trying the server)
   device   enroll simulated devices and answer their queued commands
+  load     play a fleet against a server: enroll, enqueue, answer, verify, measure
   version  print the version
 `
 
@@ -50,6 +52,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runCA(args[1:], stdout, stderr)
 	case "device":
 		return runDevice(ctx, args[1:], stdout, stderr)
+	case "load":
+		return runLoad(ctx, args[1:], stdout, stderr)
 	case "version", "-version":
 		fmt.Fprintf(stdout, "mdmsim %s\n", version)
 		return nil

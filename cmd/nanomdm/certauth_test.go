@@ -148,7 +148,7 @@ func stateOf(t *testing.T, s storage.AllStorage, ids ...string) victimState {
 // push data, tallies, bootstrap token and queues are untouched, and A
 // still gets its commands.
 func TestCertAuthRefusesImpersonation(t *testing.T) {
-	for _, be := range []backend{fileBackend, inmemBackend} {
+	for _, be := range allBackends {
 		t.Run(be.name, func(t *testing.T) {
 			s, store := launch(t, launchConfig{storage: be.flags(t)})
 			tr := &simulator.Transport{URL: s.url + "/mdm"}
@@ -221,7 +221,13 @@ func TestCertAuthRefusesImpersonation(t *testing.T) {
 // TestCertAuthUsedCertificateForNewDevice sends device A's identity in an
 // Authenticate for a UDID never seen: refused, and nothing is created.
 func TestCertAuthUsedCertificateForNewDevice(t *testing.T) {
-	s, store := launch(t, launchConfig{storage: inmemBackend.flags(t)})
+	for _, be := range allBackends {
+		t.Run(be.name, func(t *testing.T) { testUsedCertificateForNewDevice(t, be) })
+	}
+}
+
+func testUsedCertificateForNewDevice(t *testing.T, be backend) {
+	s, store := launch(t, launchConfig{storage: be.flags(t)})
 	tr := &simulator.Transport{URL: s.url + "/mdm"}
 	a := enrolled(t, s, tr, "device A")
 	n := simulator.NewDeviceWithUDID(tr, a.Identity, simulator.NewUDID())
@@ -250,7 +256,7 @@ func TestCertAuthUsedCertificateForNewDevice(t *testing.T) {
 // TestCertAuthRenewal re-enrolls a device with a renewed identity: the
 // new Authenticate is accepted and both certificates stay associated.
 func TestCertAuthRenewal(t *testing.T) {
-	for _, be := range []backend{fileBackend, inmemBackend} {
+	for _, be := range allBackends {
 		t.Run(be.name, func(t *testing.T) {
 			s, store := launch(t, launchConfig{storage: be.flags(t)})
 			tr := &simulator.Transport{URL: s.url + "/mdm"}
@@ -316,7 +322,7 @@ func wantRefused(t *testing.T, what string, chans ...*simulator.Channel) {
 // requests are refused; with -retro the first certificate it presents (on
 // a user channel, here) is bound and a second, different one is refused.
 func TestCertAuthMigratedEnrollment(t *testing.T) {
-	for _, be := range []backend{fileBackend, inmemBackend} {
+	for _, be := range allBackends {
 		for _, retro := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s/retro=%v", be.name, retro), func(t *testing.T) {
 				extra := []string{"-migration"}

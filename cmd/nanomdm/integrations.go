@@ -103,17 +103,18 @@ func (c *integrationsConfig) dmForwarder(logger log.Logger) (*dmforward.Forwarde
 }
 
 // newWebhook returns the started webhook, or nil without -webhook-url.
-func (c *integrationsConfig) newWebhook(tally storage.TokenUpdateTallyStore, logger log.Logger) *webhook.Webhook {
+// opts are added to those of the flags.
+func (c *integrationsConfig) newWebhook(tally storage.TokenUpdateTallyStore, logger log.Logger, opts ...webhook.Option) *webhook.Webhook {
 	if c.webhookURL == "" {
 		return nil
 	}
-	opts := []webhook.Option{
+	opts = append([]webhook.Option{
 		webhook.WithLogger(logger),
 		webhook.WithTimeout(c.webhookTimeout),
 		webhook.WithRetries(c.webhookRetries),
 		webhook.WithWorkers(c.webhookWorkers),
 		webhook.WithQueueSize(c.webhookQueueSize),
-	}
+	}, opts...)
 	if c.webhookHMACKey != "" {
 		opts = append(opts, webhook.WithHMACKey([]byte(c.webhookHMACKey)))
 	}
@@ -121,15 +122,11 @@ func (c *integrationsConfig) newWebhook(tally storage.TokenUpdateTallyStore, log
 }
 
 // authProxy returns the /authproxy/ handler (prefix stripped, before the
-// identity middleware), or nil without -auth-proxy-url. The storage must
-// be able to find an enrollment by certificate hash.
-func (c *integrationsConfig) authProxy(store storage.AllStorage, logger log.Logger) (http.Handler, error) {
+// identity middleware), or nil without -auth-proxy-url. finder finds the
+// enrollment of a device's certificate hash.
+func (c *integrationsConfig) authProxy(finder authproxy.EnrollmentFinder, logger log.Logger) (http.Handler, error) {
 	if c.authProxyURL == "" {
 		return nil, nil
-	}
-	finder, ok := store.(authproxy.EnrollmentFinder)
-	if !ok {
-		return nil, errors.New("-auth-proxy-url: this storage backend cannot find an enrollment by certificate hash (RetrieveEnrollmentIDByCertHash)")
 	}
 	target, err := url.Parse(c.authProxyURL)
 	if err != nil {

@@ -22,12 +22,14 @@ import (
 	httpmdm "github.com/nanomdm/nanomdm/http/mdm"
 	"github.com/nanomdm/nanomdm/log"
 	"github.com/nanomdm/nanomdm/log/gokit"
+	"github.com/nanomdm/nanomdm/metrics"
 	pushsvc "github.com/nanomdm/nanomdm/push/service"
 	"github.com/nanomdm/nanomdm/service"
 	"github.com/nanomdm/nanomdm/service/certauth"
 	"github.com/nanomdm/nanomdm/service/dump"
 	"github.com/nanomdm/nanomdm/service/multi"
 	"github.com/nanomdm/nanomdm/service/nanomdm"
+	"github.com/nanomdm/nanomdm/service/webhook"
 	"github.com/nanomdm/nanomdm/storage"
 )
 
@@ -71,12 +73,16 @@ type config struct {
 	migration       bool
 	bodyLimit       int64
 	apiMaxIDs       int
+	apiFailLimit    int
+	apiFailWindow   time.Duration
 	readTimeout     time.Duration
 	readHeaderTO    time.Duration
 	writeTimeout    time.Duration
 	idleTimeout     time.Duration
 	shutdownTimeout time.Duration
 	maxHeaderBytes  int
+	pprofAddr       string
+	metricsListen   string
 	push            pushConfig
 	integrations    integrationsConfig
 }
@@ -105,12 +111,16 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	fs.BoolVar(&c.uaZLDC, "ua-zl-dc", false, "answer UserAuthenticate with a zero-length DigestChallenge instead of 410")
 	fs.Int64Var(&c.bodyLimit, "max-body-bytes", httpmdm.DefaultBodyLimit, "largest request body accepted; larger ones are answered 413")
 	fs.IntVar(&c.apiMaxIDs, "api-max-ids", api.DefaultMaxIDs, "most enrollment IDs accepted in one API call")
+	fs.IntVar(&c.apiFailLimit, "api-auth-fail-limit", 0, "lock a client address out of the API (429) after this many failed authentications within -api-auth-fail-window; 0 turns it off")
+	fs.DurationVar(&c.apiFailWindow, "api-auth-fail-window", mdmhttp.DefaultAuthFailWindow, "period over which -api-auth-fail-limit counts failures, and the longest lock-out")
 	fs.DurationVar(&c.readHeaderTO, "read-header-timeout", 10*time.Second, "time allowed to read request headers")
 	fs.DurationVar(&c.readTimeout, "read-timeout", 60*time.Second, "time allowed to read a whole request (408 when a body is too slow)")
 	fs.DurationVar(&c.writeTimeout, "write-timeout", 120*time.Second, "time allowed to write a response")
 	fs.DurationVar(&c.idleTimeout, "idle-timeout", 120*time.Second, "keep-alive idle timeout")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "time allowed for in-flight requests on shutdown")
 	fs.IntVar(&c.maxHeaderBytes, "max-header-bytes", 8<<20, "largest request line plus headers (the enqueue API takes IDs in the path)")
+	fs.StringVar(&c.pprofAddr, "pprof", "", "serve Go runtime profiles (/debug/pprof/) on this address, e.g. 127.0.0.1:6060; keep it private")
+	fs.StringVar(&c.metricsListen, "metrics-listen", "", "serve /metrics without authentication on this address of its own, e.g. 127.0.0.1:9100; empty serves it on -listen behind the API key")
 	c.push.register(fs)
 	c.integrations.register(fs)
 	if err := fs.Parse(args[1:]); err != nil {
@@ -167,6 +177,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if hook, ok := ctx.Value(storageHookKey{}).(func(storage.AllStorage)); ok {
 		hook(store)
 	}
+	mtr := metrics.New(version)
+	stores, err := instrument(store, mtr)
+	if err != nil {
+		return err
+	}
+	store = stores
 
 	var svc service.CheckinAndCommandService
 	coreOpts := []nanomdm.Option{nanomdm.WithLogger(logger.With("service", "nanomdm"))}
@@ -182,7 +198,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	core := nanomdm.New(store, coreOpts...)
 	svc = core
-	if hook := c.integrations.newWebhook(store, logger.With("service", "webhook")); hook != nil {
+	if hook := c.integrations.newWebhook(store, logger.With("service", "webhook"), webhook.WithObserver(mtr)); hook != nil {
 		// Deferred after the storage's close, so it runs first: once the
 		// server has finished its requests, queued events are delivered.
 		defer func() {
@@ -202,9 +218,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if c.dump {
 		svc = dump.New(svc, stdout)
 	}
+	svc = mtr.Service(svc)
 
 	mux := http.NewServeMux()
 	mux.Handle("/version", mdmhttp.VersionHandler(version))
+	mux.Handle("/healthz", mdmhttp.HealthHandler())
+	mux.Handle("/readyz", mdmhttp.ReadyHandler(stores, mdmhttp.DefaultReadyTimeout, logger.With("handler", "readyz")))
 	if !c.disableMDM {
 		mdmOpts := []httpmdm.Option{
 			httpmdm.WithLogger(logger.With("handler", "mdm")),
@@ -219,7 +238,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		} else {
 			mux.Handle("/mdm", httpmdm.IdentityMiddleware(httpmdm.CheckinAndCommandHandler(svc, mdmOpts...), verifier, mdmOpts...))
 		}
-		proxy, err := c.integrations.authProxy(store, logger.With("handler", "authproxy"))
+		proxy, err := c.integrations.authProxy(stores, logger.With("handler", "authproxy"))
 		if err != nil {
 			return err
 		}
@@ -235,14 +254,23 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		pusher := pushsvc.New(store, pushFactory.NewProvider, pushsvc.WithLogger(logger.With("service", "push")))
 		defer pusher.Close()
-		apiOpts = append(apiOpts, api.WithPusher(pusher))
+		apiOpts = append(apiOpts, api.WithPusher(mtr.Pusher(pusher)))
+		// One limiter for every API route: failures anywhere count together.
+		limiter := mdmhttp.NewAuthFailureLimiter(c.apiFailLimit, c.apiFailWindow)
 		auth := func(h http.Handler, methods ...string) http.Handler {
-			return mdmhttp.BasicAuthMiddleware(mdmhttp.MethodsMiddleware(h, methods...), mdmhttp.APIUsername, c.apiKey, "nanomdm")
+			return mdmhttp.BasicAuthMiddleware(mdmhttp.MethodsMiddleware(h, methods...), mdmhttp.APIUsername, c.apiKey, "nanomdm",
+				mdmhttp.WithAuthFailureLimiter(limiter))
 		}
 		mux.Handle("/v1/pushcert", auth(api.PushCertHandler(store, apiOpts...), http.MethodPut, http.MethodGet))
 		mux.Handle("/v1/enqueue/", auth(http.StripPrefix("/v1/enqueue/", api.EnqueueHandler(store, apiOpts...)), http.MethodPut, http.MethodPost))
 		mux.Handle("/v1/push/", auth(http.StripPrefix("/v1/push/", api.PushHandler(apiOpts...)), http.MethodGet, http.MethodPost))
 		mux.Handle("/v1/escrowkeyunlock", auth(api.EscrowKeyUnlockHandler(store, api.EscrowKeyUnlockTarget{URL: c.integrations.escrowURL}, apiOpts...), http.MethodPost))
+		mux.Handle("/v1/enrollments", auth(api.EnrollmentsHandler(stores, apiOpts...), http.MethodGet))
+		mux.Handle("/v1/enrollments/{id}/queue", auth(api.QueueHandler(stores, apiOpts...), http.MethodGet, http.MethodDelete))
+		mux.Handle("/v1/commands/{uuid}/results", auth(api.CommandResultsHandler(stores, apiOpts...), http.MethodGet))
+		if c.metricsListen == "" {
+			mux.Handle("/metrics", auth(mtr.Handler(), http.MethodGet))
+		}
 		if c.migration {
 			// Check-ins from another server's storage (nano2nano): the core
 			// service only, without identity checks, certauth, webhook or dump.
@@ -255,12 +283,26 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 
 	srv := &http.Server{
-		Handler:           mdmhttp.TraceLoggingMiddleware(mux, logger.With("handler", "log")),
+		Handler:           mdmhttp.TraceLoggingMiddleware(mtr.HTTPMiddleware(mux, metrics.MuxRoute(mux)), logger.With("handler", "log")),
 		ReadHeaderTimeout: c.readHeaderTO,
 		ReadTimeout:       c.readTimeout,
 		WriteTimeout:      c.writeTimeout,
 		IdleTimeout:       c.idleTimeout,
 		MaxHeaderBytes:    c.maxHeaderBytes,
+	}
+	if c.pprofAddr != "" {
+		stop, err := startPprof(c.pprofAddr, logger.With("handler", "pprof"))
+		if err != nil {
+			return fmt.Errorf("serving profiles: %w", err)
+		}
+		defer stop()
+	}
+	if c.metricsListen != "" {
+		stop, err := startMetrics(c.metricsListen, mtr.Handler(), logger.With("handler", "metrics"))
+		if err != nil {
+			return fmt.Errorf("serving metrics: %w", err)
+		}
+		defer stop()
 	}
 	ln, err := net.Listen("tcp", c.listen)
 	if err != nil {

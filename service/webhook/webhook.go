@@ -65,6 +65,7 @@ type Webhook struct {
 	client  *http.Client
 	logger  log.Logger
 	hmacKey []byte
+	observe Observer
 	timeout time.Duration
 	retries int
 	backoff time.Duration
@@ -91,6 +92,32 @@ type job struct {
 
 // Option configures a Webhook.
 type Option func(*Webhook)
+
+// Outcome is what became of one event, or of one failed attempt.
+type Outcome string
+
+// The outcomes an Observer hears of.
+const (
+	Delivered     Outcome = "delivered"  // the endpoint accepted the event
+	Retried       Outcome = "retried"    // an attempt failed; another follows
+	Failed        Outcome = "failed"     // the event was given up after its attempts
+	DroppedFull   Outcome = "queue_full" // the queue was full: never sent
+	DroppedClosed Outcome = "closed"     // it came after or during Close: never sent
+)
+
+// Observer hears of every outcome, for metrics. It must not block.
+type Observer interface {
+	ObserveWebhook(Outcome)
+}
+
+// ObserverFunc adapts a function to Observer.
+type ObserverFunc func(Outcome)
+
+// ObserveWebhook calls f.
+func (f ObserverFunc) ObserveWebhook(o Outcome) { f(o) }
+
+// WithObserver sets the observer of delivery outcomes.
+func WithObserver(o Observer) Option { return func(w *Webhook) { w.observe = o } }
 
 // WithLogger sets the logger of delivery failures.
 func WithLogger(l log.Logger) Option { return func(w *Webhook) { w.logger = l } }
@@ -123,6 +150,7 @@ func New(url string, tally storage.TokenUpdateTallyStore, opts ...Option) *Webho
 		url:     url,
 		tally:   tally,
 		logger:  log.Nop,
+		observe: ObserverFunc(func(Outcome) {}),
 		timeout: DefaultTimeout,
 		retries: DefaultRetries,
 		backoff: DefaultBackoff,
@@ -209,12 +237,14 @@ func (w *Webhook) enqueue(r *mdm.Request, ev *Event) error {
 	w.mu.RLock()
 	defer w.mu.RUnlock()
 	if w.closed {
+		w.observe.ObserveWebhook(DroppedClosed)
 		return fmt.Errorf("%w: dropped %s event", ErrClosed, ev.Topic)
 	}
 	select {
 	case w.queues[w.shard(r)] <- j:
 		return nil
 	default:
+		w.observe.ObserveWebhook(DroppedFull)
 		return fmt.Errorf("%w: dropped %s event", ErrQueueFull, ev.Topic)
 	}
 }
@@ -225,6 +255,7 @@ func (w *Webhook) work(q <-chan *job) {
 	for j := range q {
 		if w.ctx.Err() != nil {
 			dropped++
+			w.observe.ObserveWebhook(DroppedClosed)
 			continue
 		}
 		w.deliver(j)
@@ -239,17 +270,21 @@ func (w *Webhook) deliver(j *job) {
 	for attempt := 0; ; attempt++ {
 		retry, err := w.post(j.body)
 		if err == nil {
+			w.observe.ObserveWebhook(Delivered)
 			return
 		}
 		if !retry || attempt >= w.retries || w.ctx.Err() != nil {
+			w.observe.ObserveWebhook(Failed)
 			j.logger.Info("msg", "webhook delivery failed", "attempts", attempt+1, "err", err)
 			return
 		}
 		t := time.NewTimer(w.backoffFor(attempt))
 		select {
 		case <-t.C:
+			w.observe.ObserveWebhook(Retried)
 		case <-w.ctx.Done():
 			t.Stop()
+			w.observe.ObserveWebhook(Failed)
 			j.logger.Info("msg", "webhook delivery failed", "attempts", attempt+1, "err", err)
 			return
 		}

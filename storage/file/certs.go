@@ -172,18 +172,64 @@ func (s *Storage) IsCertHashAssociated(r *mdm.Request, hash string) (bool, error
 
 // AssociateCertHash implements storage.CertAuthStore. The association is
 // written before the marker: after a crash between the two, the device is
-// still authorized and the hash merely looks unused elsewhere.
+// still authorized and the hash merely looks unused elsewhere. The marker
+// holds the device ID, so that RetrieveEnrollmentIDByCertHash needs one
+// read; of several devices sharing a hash it keeps the smallest ID.
 func (s *Storage) AssociateCertHash(r *mdm.Request, hash string, certNotAfter time.Time) error {
 	assoc, marker, err := s.certHashPaths(r, hash)
 	if err != nil {
 		return err
 	}
+	deviceID := filepath.Base(filepath.Dir(assoc))
 	notAfter := []byte(certNotAfter.UTC().Format(time.RFC3339) + "\n")
 	if err := s.writeInDir(assoc, notAfter); err != nil {
 		return fmt.Errorf("associating certificate hash: %w", err)
 	}
-	if err := s.writeFile(marker, nil); err != nil {
+	owner, err := readFile(marker)
+	if err != nil {
+		return fmt.Errorf("associating certificate hash: %w", err)
+	}
+	if o := string(bytes.TrimSpace(owner)); o != "" && o <= deviceID {
+		return nil
+	}
+	if err := s.writeFile(marker, []byte(deviceID+"\n")); err != nil {
 		return fmt.Errorf("associating certificate hash: %w", err)
 	}
 	return nil
+}
+
+// RetrieveEnrollmentIDByCertHash implements storage.CertAuthRetriever
+// with one read of the hash's marker. A marker written before markers
+// named their device is empty: then the associations are searched.
+func (s *Storage) RetrieveEnrollmentIDByCertHash(_ context.Context, hash string) (string, error) {
+	if !isHashName(hash) {
+		return "", fmt.Errorf("%w: invalid certificate hash %q", storage.ErrUnknownEnrollment, hash)
+	}
+	owner, err := readFile(filepath.Join(s.dir, certHashesDir, hash))
+	if err != nil {
+		return "", fmt.Errorf("reading certificate hash marker: %w", err)
+	}
+	if owner == nil {
+		return "", fmt.Errorf("%w: no enrollment has certificate hash %q", storage.ErrUnknownEnrollment, hash)
+	}
+	if id := string(bytes.TrimSpace(owner)); id != "" {
+		if mdm.ValidateEnrollmentID(id) != nil {
+			return "", fmt.Errorf("certificate hash marker %s holds an invalid ID", hash)
+		}
+		return id, nil
+	}
+	devices, err := subdirs(filepath.Join(s.dir, certAuthDir))
+	if err != nil {
+		return "", fmt.Errorf("listing certificate associations: %w", err)
+	}
+	for _, id := range devices { // sorted: the first found is the smallest
+		ok, err := exists(filepath.Join(s.dir, certAuthDir, id, hash))
+		if err != nil {
+			return "", fmt.Errorf("reading certificate association: %w", err)
+		}
+		if ok {
+			return id, nil
+		}
+	}
+	return "", fmt.Errorf("%w: no enrollment has certificate hash %q", storage.ErrUnknownEnrollment, hash)
 }

@@ -14,12 +14,14 @@
 //	    last_seen                  empty; its mtime is the last-seen time
 //	    queue                      the enrollment's queued commands, in order
 //	    results/<CommandUUID>      raw final report of each command
+//	    notnow/<CommandUUID>       raw NotNow report of a queued command
 //	    users/<user part>/         a user channel ("UDID:UserID" and the
 //	                               like): the same files, without users/
 //	commands/<CommandUUID>         raw command, written once
 //	push_certs/<topic>.pem         certificate and key, mode 0600
 //	cert_auth/<device ID>/<hash>   identity certificate hash association
-//	cert_hashes/<hash>             marks a hash associated with any device
+//	cert_hashes/<hash>             marks a hash associated with any device;
+//	                               holds the device ID it belongs to
 //
 // A user channel lives inside its device's directory, so each path element
 // stays within the 255-byte limit of file names and a device's cascade
@@ -69,6 +71,7 @@ const (
 
 	usersDir           = "users"
 	resultsDir         = "results"
+	notNowDir          = "notnow"
 	authenticateFile   = "authenticate.plist"
 	tokenUpdateFile    = "token_update.plist"
 	userAuthFile       = "user_authenticate.plist"

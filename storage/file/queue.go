@@ -18,10 +18,13 @@ import (
 // queueHeader starts every queue file. Each further line is one
 // outstanding command, in enqueue order, as tab-separated fields:
 //
-//	CommandUUID  quoted RequestType  NotNow count  first NotNow (Unix ns)
+//	CommandUUID  quoted RequestType  NotNow count  first NotNow (Unix ns)  enqueued (Unix ns)
 //
 // A CommandUUID holds no control characters and the RequestType is
-// Go-quoted, so neither can contain a tab or a newline.
+// Go-quoted, so neither can contain a tab or a newline. The enqueue times
+// of one queue strictly increase, so each also names its entry's place
+// (the inspection API's cursor); lines written before the field existed
+// read as 0.
 const queueHeader = "nanomdm-queue 1\n"
 
 type queueEntry struct {
@@ -29,6 +32,7 @@ type queueEntry struct {
 	requestType string
 	notNowTally int
 	notNowAt    int64
+	at          int64 // enqueued, Unix ns
 }
 
 func parseQueue(b []byte) ([]queueEntry, error) {
@@ -43,8 +47,8 @@ func parseQueue(b []byte) ([]queueEntry, error) {
 			continue
 		}
 		f := strings.Split(line, "\t")
-		if len(f) != 4 {
-			return nil, fmt.Errorf("queue line %d: %d fields, want 4", i+1, len(f))
+		if len(f) != 4 && len(f) != 5 {
+			return nil, fmt.Errorf("queue line %d: %d fields, want 5", i+1, len(f))
 		}
 		var e queueEntry
 		var err error
@@ -57,6 +61,11 @@ func parseQueue(b []byte) ([]queueEntry, error) {
 		}
 		if e.notNowAt, err = strconv.ParseInt(f[3], 10, 64); err != nil {
 			return nil, fmt.Errorf("queue line %d: NotNow time: %w", i+1, err)
+		}
+		if len(f) == 5 {
+			if e.at, err = strconv.ParseInt(f[4], 10, 64); err != nil {
+				return nil, fmt.Errorf("queue line %d: enqueue time: %w", i+1, err)
+			}
 		}
 		entries = append(entries, e)
 	}
@@ -74,6 +83,8 @@ func formatQueue(entries []queueEntry) []byte {
 		b = strconv.AppendInt(b, int64(e.notNowTally), 10)
 		b = append(b, '\t')
 		b = strconv.AppendInt(b, e.notNowAt, 10)
+		b = append(b, '\t')
+		b = strconv.AppendInt(b, e.at, 10)
 		b = append(b, '\n')
 	}
 	return b
@@ -118,6 +129,12 @@ const compactAt = 32
 
 func (c channel) resultPath(uuid string) string {
 	return filepath.Join(c.dir, resultsDir, uuid)
+}
+
+// notNowPath is where the latest NotNow report of a command is kept
+// while the command is outstanding, for the inspection API.
+func (c channel) notNowPath(uuid string) string {
+	return filepath.Join(c.dir, notNowDir, uuid)
 }
 
 // isDone reports whether the command has a final result for c.
@@ -175,6 +192,9 @@ func (s *Storage) StoreCommandReport(r *mdm.Request, report *mdm.CommandResults)
 		return fmt.Errorf("%w: %q", storage.ErrUnknownCommand, report.CommandUUID)
 	}
 	if report.Status == mdm.StatusNotNow {
+		if err := s.writeInDir(c.notNowPath(report.CommandUUID), report.Raw); err != nil {
+			return fmt.Errorf("storing NotNow result: %w", err)
+		}
 		if q[i].notNowTally == 0 {
 			q[i].notNowAt = s.now().UnixNano()
 		}
@@ -190,6 +210,12 @@ func (s *Storage) StoreCommandReport(r *mdm.Request, report *mdm.CommandResults)
 	// The CommandUUID is in the queue, so it was validated at enqueue.
 	if err := s.writeInDir(c.resultPath(report.CommandUUID), report.Raw); err != nil {
 		return fmt.Errorf("storing command result: %w", err)
+	}
+	if q[i].notNowTally > 0 {
+		// The final result supersedes the NotNow one.
+		if err := removeFile(c.notNowPath(report.CommandUUID)); err != nil {
+			return fmt.Errorf("removing NotNow result: %w", err)
+		}
 	}
 	if len(q) > compactAt {
 		if q, err = pending(c, q); err == nil {
@@ -308,6 +334,10 @@ func (s *Storage) enqueue(id string, entry queueEntry) error {
 	}
 	if indexOf(q, entry.uuid) >= 0 {
 		return nil // the same ID twice in one call: queued once
+	}
+	entry.at = s.now().UnixNano()
+	if n := len(q); n > 0 && q[n-1].at >= entry.at {
+		entry.at = q[n-1].at + 1 // strictly increasing within the queue
 	}
 	if q, err = pending(c, q); err != nil {
 		return err

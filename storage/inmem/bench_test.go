@@ -13,3 +13,11 @@ import (
 func BenchmarkHandlerRoundTrip(b *testing.B) {
 	storagetest.BenchmarkHandlerRoundTrip(b, New())
 }
+
+// BenchmarkEnqueue100k is one /v1/enqueue call naming 100,000 enrolled
+// IDs:
+//
+//	go test -run '^$' -bench Enqueue100k -benchtime 3x ./storage/inmem/
+func BenchmarkEnqueue100k(b *testing.B) {
+	storagetest.BenchmarkEnqueueMany(b, New(), 100_000, nil)
+}

@@ -29,20 +29,29 @@ type Storage struct {
 	commands map[string]*mdm.Command
 	// results holds the latest report of each command, by enrollment ID
 	// and CommandUUID.
-	results   map[resultKey][]byte
+	results   map[resultKey]result
 	pushCerts map[string]*pushCert
 	// certHashes maps a device-channel ID to its associated hashes, and
 	// hashOwners a hash to the IDs it is associated with.
 	certHashes map[string]map[string]time.Time
 	hashOwners map[string]map[string]bool
+	// seq numbers queue entries in enqueue order, across enrollments.
+	seq uint64
 }
 
 type resultKey struct{ id, uuid string }
+
+type result struct {
+	status string
+	raw    []byte
+}
 
 type enrollment struct {
 	id       string
 	parentID string // empty for device channels
 	users    map[string]bool
+	typ      string // channel type, from the latest TokenUpdate
+	serial   string // device channels: from the latest Authenticate
 
 	authenticate     []byte // device channels only
 	tokenUpdate      []byte
@@ -63,6 +72,8 @@ type enrollment struct {
 
 type queued struct {
 	uuid        string
+	seq         uint64
+	at          time.Time // when enqueued
 	notNowAt    time.Time
 	notNowTally int
 }
@@ -77,7 +88,7 @@ func New() *Storage {
 	return &Storage{
 		enrollments: map[string]*enrollment{},
 		commands:    map[string]*mdm.Command{},
-		results:     map[resultKey][]byte{},
+		results:     map[resultKey]result{},
 		pushCerts:   map[string]*pushCert{},
 		certHashes:  map[string]map[string]time.Time{},
 		hashOwners:  map[string]map[string]bool{},
@@ -138,6 +149,7 @@ func (s *Storage) StoreAuthenticate(r *mdm.Request, msg *mdm.Authenticate) error
 	defer s.mu.Unlock()
 	e := s.enrollmentLocked(id, true)
 	e.authenticate = clone(msg.Raw)
+	e.serial = msg.SerialNumber
 	e.lastSeen = time.Now()
 	for _, c := range s.withUsersLocked(e) {
 		c.queue = nil
@@ -160,6 +172,7 @@ func (s *Storage) StoreTokenUpdate(r *mdm.Request, msg *mdm.TokenUpdate) error {
 	if len(msg.UnlockToken) > 0 {
 		e.unlockToken = clone(msg.UnlockToken)
 	}
+	e.typ = r.EnrollID.Type.String()
 	e.enabled = true
 	e.tally++
 	e.lastSeen = time.Now()
@@ -235,7 +248,7 @@ func (s *Storage) StoreCommandReport(r *mdm.Request, report *mdm.CommandResults)
 	if i < 0 {
 		return fmt.Errorf("%w: %q", storage.ErrUnknownCommand, report.CommandUUID)
 	}
-	s.results[resultKey{id, report.CommandUUID}] = clone(report.Raw)
+	s.results[resultKey{id, report.CommandUUID}] = result{status: report.Status, raw: clone(report.Raw)}
 	if report.Status == mdm.StatusNotNow {
 		q := e.queue[i]
 		if q.notNowTally == 0 {
@@ -312,6 +325,7 @@ func (s *Storage) EnqueueCommand(ctx context.Context, ids []string, cmd *mdm.Com
 	s.commands[cmd.CommandUUID] = stored
 
 	var errs map[string]error
+	now := time.Now()
 	for _, id := range ids {
 		e := s.enrollments[id]
 		err := mdm.ValidateEnrollmentID(id)
@@ -322,7 +336,8 @@ func (s *Storage) EnqueueCommand(ctx context.Context, ids []string, cmd *mdm.Com
 		case indexOf(e.queue, cmd.CommandUUID) >= 0:
 			// The same ID twice in one call: queued once.
 		default:
-			e.queue = append(e.queue, &queued{uuid: cmd.CommandUUID})
+			s.seq++
+			e.queue = append(e.queue, &queued{uuid: cmd.CommandUUID, seq: s.seq, at: now})
 		}
 		if err != nil {
 			if errs == nil {
@@ -472,6 +487,22 @@ func (s *Storage) AssociateCertHash(r *mdm.Request, hash string, certNotAfter ti
 	}
 	s.hashOwners[hash][deviceID] = true
 	return nil
+}
+
+// RetrieveEnrollmentIDByCertHash implements storage.CertAuthRetriever.
+func (s *Storage) RetrieveEnrollmentIDByCertHash(_ context.Context, hash string) (string, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var found string
+	for id := range s.hashOwners[hash] {
+		if found == "" || id < found {
+			found = id
+		}
+	}
+	if found == "" {
+		return "", fmt.Errorf("%w: no enrollment has certificate hash %q", storage.ErrUnknownEnrollment, hash)
+	}
+	return found, nil
 }
 
 // RetrieveMigrationCheckins implements storage.MigrationStore. Devices

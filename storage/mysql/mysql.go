@@ -24,7 +24,14 @@ import (
 var schemaSQL string
 
 // SchemaVersion is the version schema.sql creates.
-const SchemaVersion = 1
+const SchemaVersion = 2
+
+// upgrades take an older schema to SchemaVersion, one version a step.
+var upgrades = []sqlstore.Upgrade{
+	// 2: the inspection API pages through a command's results by
+	// enrollment ID.
+	{Version: 2, SQL: `CREATE INDEX nano_command_results_command_uuid_idx ON nano_command_results (command_uuid, id);`},
+}
 
 // MySQL server error numbers we act on.
 const (
@@ -38,6 +45,7 @@ var dialect = func() *sqlstore.Dialect {
 	sc := schemaQueries
 	sc.SQL = schemaSQL
 	sc.Version = SchemaVersion
+	sc.Upgrades = upgrades
 	return &sqlstore.Dialect{
 		Name: "mysql",
 		// Parameters are interpolated client side (one round trip per

@@ -205,3 +205,18 @@ func BenchmarkCommandLoop(b *testing.B) {
 func TestDeadlockRetryable(t *testing.T) {
 	sqltest.TestDeadlockRetryable(t, backend, dialect)
 }
+
+func TestInspectionAtScale(t *testing.T) {
+	sqltest.TestInspectionAtScale(t, backend, dialect, sqltest.Plans{
+		Enrollments: []string{"table=e type=range possible_keys=PRIMARY key=PRIMARY"},
+		Results:     []string{"key=nano_command_results_command_uuid_idx"},
+		Bad:         []string{"filesort", "type=ALL"},
+	})
+}
+
+func TestUpgradeToResultsIndex(t *testing.T) {
+	sqltest.TestUpgrade(t, backend, dialect, 1,
+		[]string{"DROP INDEX nano_command_results_command_uuid_idx ON nano_command_results"},
+		`SELECT COUNT(*) FROM information_schema.statistics
+		 WHERE table_schema = DATABASE() AND index_name = 'nano_command_results_command_uuid_idx'`, 2)
+}

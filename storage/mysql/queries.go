@@ -195,7 +195,67 @@ JOIN nano_devices d ON d.id = u.device_id
 WHERE ue.enabled = 1 AND de.enabled = 1 AND u.token_update IS NOT NULL
   AND d.authenticate IS NOT NULL AND d.token_update IS NOT NULL
 ORDER BY 1, 2, 3`,
+
+	SelectEnrollmentIDByCertHash: `
+SELECT id FROM nano_cert_auth_associations WHERE sha256 = :sha256 ORDER BY id LIMIT 1`,
+
+	SelectEnrollments: selectEnrollments + `
+WHERE e.id > :after` + enrollmentFilters,
+
+	SelectEnrollmentsByIDs: selectEnrollments + `
+WHERE e.id > :after AND e.id IN (:ids)` + enrollmentFilters,
+
+	SelectQueue: `
+SELECT q.command_uuid, c.request_type,
+       CAST(UNIX_TIMESTAMP(q.created_at) * 1000000 AS SIGNED),
+       COALESCE(r.status, ''), COALESCE(r.not_now_tally, 0),
+       COALESCE(CAST(UNIX_TIMESTAMP(r.not_now_at) * 1000000 AS SIGNED), 0),
+       q.priority, q.seq
+FROM nano_enrollment_queue q
+JOIN nano_commands c ON c.command_uuid = q.command_uuid
+LEFT JOIN nano_command_results r ON r.id = q.id AND r.command_uuid = q.command_uuid
+WHERE q.id = :id AND q.active = 1
+  AND (q.priority < :priority OR (q.priority = :priority AND q.seq > :seq))
+ORDER BY q.priority DESC, q.seq
+LIMIT :limit`,
+
+	// The index hint keeps a command's pages on (command_uuid, id) even
+	// when the statistics make the primary key look as cheap: with many
+	// commands that would read every result after the cursor.
+	SelectCommandResults: `
+SELECT id, status, result FROM nano_command_results FORCE INDEX (nano_command_results_command_uuid_idx)
+WHERE command_uuid = :uuid AND id > :after
+ORDER BY id
+LIMIT :limit`,
+
+	SelectCommandStatuses: `
+SELECT id, status FROM nano_command_results FORCE INDEX (nano_command_results_command_uuid_idx)
+WHERE command_uuid = :uuid AND id > :after
+ORDER BY id
+LIMIT :limit`,
 }
+
+// selectEnrollments and enrollmentFilters frame the inspection API's
+// enrollment pages. Times go out and come in as Unix microseconds:
+// UNIX_TIMESTAMP reads a DATETIME in the session time zone, the one
+// CURRENT_TIMESTAMP wrote it in. Each filter is off at its zero value;
+// the server folds the constant test away, so a serial-number filter can
+// still use the devices' serial index.
+const selectEnrollments = `
+SELECT e.id, e.device_id, e.type, e.enabled, COALESCE(d.serial_number, ''), e.topic,
+       CAST(UNIX_TIMESTAMP(e.last_seen_at) * 1000000 AS SIGNED), e.token_update_tally,
+       d.bootstrap_token IS NOT NULL
+FROM nano_enrollments e
+LEFT JOIN nano_devices d ON d.id = e.device_id`
+
+const enrollmentFilters = `
+  AND (:serial = '' OR d.serial_number = :serial)
+  AND (:type = '' OR e.type = :type)
+  AND (:enabled < 0 OR e.enabled = :enabled)
+  AND (:before_us = 0 OR UNIX_TIMESTAMP(e.last_seen_at) * 1000000 < :before_us)
+  AND (:after_us = 0 OR UNIX_TIMESTAMP(e.last_seen_at) * 1000000 > :after_us)
+ORDER BY e.id
+LIMIT :limit`
 
 // schemaQueries manage the schema; see sqlstore.Schema.
 var schemaQueries = sqlstore.Schema{

@@ -111,6 +111,8 @@ CREATE TABLE nano_command_results (
 
     PRIMARY KEY (id, command_uuid),
     KEY nano_command_results_status_idx (status),
+    -- Results of one command in enrollment order (inspection API).
+    KEY nano_command_results_command_uuid_idx (command_uuid, id),
     CONSTRAINT nano_command_results_queue_fk FOREIGN KEY (id, command_uuid)
         REFERENCES nano_enrollment_queue (id, command_uuid) ON DELETE CASCADE ON UPDATE CASCADE
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
@@ -145,4 +147,4 @@ CREATE TABLE nano_schema_version (
     PRIMARY KEY (version)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
-INSERT INTO nano_schema_version (version) VALUES (1);
+INSERT INTO nano_schema_version (version) VALUES (2);

@@ -23,13 +23,21 @@ import (
 var schemaSQL string
 
 // SchemaVersion is the version schema.sql creates.
-const SchemaVersion = 1
+const SchemaVersion = 2
+
+// upgrades take an older schema to SchemaVersion, one version a step.
+var upgrades = []sqlstore.Upgrade{
+	// 2: the inspection API pages through a command's results by
+	// enrollment ID.
+	{Version: 2, SQL: `CREATE INDEX command_results_command_uuid_idx ON command_results (command_uuid, id);`},
+}
 
 // dialect is PostgreSQL's part of the SQL storage.
 var dialect = func() *sqlstore.Dialect {
 	sc := schemaQueries
 	sc.SQL = schemaSQL
 	sc.Version = SchemaVersion
+	sc.Upgrades = upgrades
 	return &sqlstore.Dialect{
 		Name:                 "pgsql",
 		NumberedPlaceholders: true,

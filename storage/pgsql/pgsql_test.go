@@ -126,3 +126,18 @@ func BenchmarkCommandLoop(b *testing.B) {
 func TestDeadlockRetryable(t *testing.T) {
 	sqltest.TestDeadlockRetryable(t, backend, dialect)
 }
+
+func TestInspectionAtScale(t *testing.T) {
+	sqltest.TestInspectionAtScale(t, backend, dialect, sqltest.Plans{
+		Enrollments: []string{"Index Scan using enrollments_pkey on enrollments e"},
+		Results:     []string{"command_results_command_uuid_idx"},
+		Bad:         []string{"Seq Scan", "Sort"},
+	})
+}
+
+func TestUpgradeToResultsIndex(t *testing.T) {
+	sqltest.TestUpgrade(t, backend, dialect, 1,
+		[]string{"DROP INDEX command_results_command_uuid_idx"},
+		`SELECT COUNT(*) FROM pg_indexes
+		 WHERE schemaname = current_schema() AND indexname = 'command_results_command_uuid_idx'`, 1)
+}

@@ -210,7 +210,66 @@ JOIN devices d ON d.id = u.device_id
 WHERE ue.enabled AND de.enabled AND u.token_update IS NOT NULL
   AND d.authenticate IS NOT NULL AND d.token_update IS NOT NULL
 ORDER BY 1, 2, 3`,
+
+	SelectEnrollmentIDByCertHash: `
+SELECT id FROM cert_auth_associations WHERE sha256 = :sha256 ORDER BY id LIMIT 1`,
+
+	SelectEnrollments: selectEnrollments + `
+WHERE e.id > CAST(:after AS VARCHAR)` + enrollmentFilters,
+
+	SelectEnrollmentsByIDs: selectEnrollments + `
+WHERE e.id > CAST(:after AS VARCHAR) AND e.id IN (:ids)` + enrollmentFilters,
+
+	SelectQueue: `
+SELECT q.command_uuid, c.request_type,
+       CAST(EXTRACT(EPOCH FROM q.created_at) * 1000000 AS BIGINT),
+       COALESCE(r.status, ''), COALESCE(r.not_now_tally, 0),
+       COALESCE(CAST(EXTRACT(EPOCH FROM r.not_now_at) * 1000000 AS BIGINT), 0),
+       q.priority, q.seq
+FROM enrollment_queue q
+JOIN commands c ON c.command_uuid = q.command_uuid
+LEFT JOIN command_results r ON r.id = q.id AND r.command_uuid = q.command_uuid
+WHERE q.id = :id AND q.active
+  AND (q.priority < CAST(:priority AS INTEGER)
+       OR (q.priority = CAST(:priority AS INTEGER) AND q.seq > CAST(:seq AS BIGINT)))
+ORDER BY q.priority DESC, q.seq
+LIMIT :limit`,
+
+	SelectCommandResults: `
+SELECT id, status, result FROM command_results
+WHERE command_uuid = :uuid AND id > CAST(:after AS VARCHAR)
+ORDER BY id
+LIMIT :limit`,
+
+	SelectCommandStatuses: `
+SELECT id, status FROM command_results
+WHERE command_uuid = :uuid AND id > CAST(:after AS VARCHAR)
+ORDER BY id
+LIMIT :limit`,
 }
+
+// selectEnrollments and enrollmentFilters frame the inspection API's
+// enrollment pages. Times go out and come in as Unix microseconds. Each
+// filter is off at its zero value; the planner sees the parameter values
+// (lib/pq plans each unnamed statement with them) and folds the constant
+// test away.
+const selectEnrollments = `
+SELECT e.id, e.device_id, e.type, e.enabled, COALESCE(d.serial_number, ''), e.topic,
+       CAST(EXTRACT(EPOCH FROM e.last_seen_at) * 1000000 AS BIGINT), e.token_update_tally,
+       d.bootstrap_token IS NOT NULL
+FROM enrollments e
+LEFT JOIN devices d ON d.id = e.device_id`
+
+const enrollmentFilters = `
+  AND (CAST(:serial AS VARCHAR) = '' OR d.serial_number = CAST(:serial AS VARCHAR))
+  AND (CAST(:type AS VARCHAR) = '' OR e.type = CAST(:type AS VARCHAR))
+  AND (CAST(:enabled AS INTEGER) < 0 OR e.enabled = (CAST(:enabled AS INTEGER) = 1))
+  AND (CAST(:before_us AS BIGINT) = 0
+       OR e.last_seen_at < TIMESTAMPTZ 'epoch' + CAST(:before_us AS BIGINT) * INTERVAL '1 microsecond')
+  AND (CAST(:after_us AS BIGINT) = 0
+       OR e.last_seen_at > TIMESTAMPTZ 'epoch' + CAST(:after_us AS BIGINT) * INTERVAL '1 microsecond')
+ORDER BY e.id
+LIMIT :limit`
 
 // schemaQueries manage the schema; see sqlstore.Schema.
 var schemaQueries = sqlstore.Schema{

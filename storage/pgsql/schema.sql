@@ -119,6 +119,8 @@ CREATE TABLE command_results (
 );
 
 CREATE INDEX command_results_status_idx ON command_results (status);
+-- Results of one command in enrollment order (inspection API).
+CREATE INDEX command_results_command_uuid_idx ON command_results (command_uuid, id);
 
 CREATE TABLE push_certs (
     topic       VARCHAR(255) COLLATE "C" NOT NULL,
@@ -151,4 +153,4 @@ CREATE TABLE schema_version (
     PRIMARY KEY (version)
 );
 
-INSERT INTO schema_version (version) VALUES (1);
+INSERT INTO schema_version (version) VALUES (2);

@@ -17,8 +17,21 @@ import (
 	"github.com/nanomdm/nanomdm/storage"
 )
 
+// Options describe deliberate differences of a store under test.
+type Options struct {
+	// DiscardsResults is set for a store that deletes finished commands
+	// and their results (the SQL backends' delete=1): it keeps NotNow
+	// results only.
+	DiscardsResults bool
+}
+
 // Run runs the contract suite. newStore is called once per subtest.
 func Run(t *testing.T, newStore func(t *testing.T) storage.AllStorage) {
+	RunWith(t, newStore, Options{})
+}
+
+// RunWith runs the contract suite on a store configured as opts says.
+func RunWith(t *testing.T, newStore func(t *testing.T) storage.AllStorage, opts Options) {
 	cases := []struct {
 		name string
 		test func(t *testing.T, s storage.AllStorage)
@@ -47,6 +60,11 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.AllStorage) {
 		{"Migration", testMigration},
 		{"InvalidIDs", testInvalidIDs},
 		{"EdgeCases", testEdgeCases},
+		{"CertHashOwner", testCertHashOwner},
+		{"Ping", testPing},
+		{"ListEnrollments", testListEnrollments},
+		{"ListQueue", testListQueue},
+		{"CommandResults", func(t *testing.T, s storage.AllStorage) { testCommandResults(t, s, opts.DiscardsResults) }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

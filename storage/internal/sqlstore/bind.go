@@ -166,3 +166,10 @@ func (d *Dialect) bind(st *statement, args Args) (string, []any, error) {
 	}
 	return b.String(), out, nil
 }
+
+// Render turns text with :name parameters into the dialect's SQL and its
+// argument list, as the store would send it; for tests and tools that
+// look at query plans.
+func (d *Dialect) Render(text string, args Args) (string, []any, error) {
+	return d.bind(parseStatement(text), args)
+}

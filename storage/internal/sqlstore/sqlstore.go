@@ -164,6 +164,35 @@ type Queries struct {
 	// Authenticate, kind 1 its TokenUpdate, kind 2 the TokenUpdate of
 	// one of its enabled users; ordered by device_id, kind, id (bytewise).
 	SelectMigration string
+
+	// SelectEnrollmentIDByCertHash returns the smallest id associated
+	// with :sha256.
+	SelectEnrollmentIDByCertHash string
+
+	// SelectEnrollments returns, for the inspection API, at most :limit
+	// enrollments with id greater than :after, ordered by id: id,
+	// device_id, type, enabled, the device's serial number ('' when
+	// none), topic, last seen (Unix microseconds), token_update_tally and
+	// whether the device has a bootstrap token. Filters, each off at its
+	// zero value: :serial (the device's serial number), :type, :enabled
+	// (-1 off, else 0 or 1), :before_us and :after_us (last seen strictly
+	// before or after, Unix microseconds, 0 off). It reads the
+	// enrollments primary key in order. SelectEnrollmentsByIDs is the
+	// same restricted to the ids :ids.
+	SelectEnrollments      string
+	SelectEnrollmentsByIDs string
+	// SelectQueue returns at most :limit active queue rows of :id in
+	// delivery order (priority descending, then seq) after the position
+	// :priority, :seq: command_uuid, request_type, enqueued (Unix
+	// microseconds), the latest result's status ('' when none), its
+	// not-now tally and first not-now time (Unix microseconds, 0 when
+	// none), priority and seq.
+	SelectQueue string
+	// SelectCommandResults returns id, status and result of at most
+	// :limit results of command :uuid whose id is greater than :after,
+	// ordered by id; SelectCommandStatuses returns only id and status.
+	SelectCommandResults  string
+	SelectCommandStatuses string
 }
 
 // Store implements storage.AllStorage over a *sql.DB with a Dialect.

@@ -1,0 +1,201 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nanomdm/nanomdm/mdm"
+	"github.com/nanomdm/nanomdm/mdm/simulator"
+	"github.com/nanomdm/nanomdm/storage/storagetest"
+)
+
+// stallListener accepts TCP connections and never says a word, like a
+// hung APNs endpoint. One goroutine serves all connections.
+type stallListener struct {
+	ln    net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func newStallListener(t *testing.T) *stallListener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listening: %v", err)
+	}
+	s := &stallListener{ln: ln}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s.mu.Lock()
+			s.conns = append(s.conns, c)
+			s.mu.Unlock()
+		}
+	}()
+	t.Cleanup(s.close)
+	return s
+}
+
+func (s *stallListener) close() {
+	s.ln.Close()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.conns {
+		c.Close()
+	}
+	s.conns = nil
+}
+
+// TestUpstreamsStalled points the webhook, the DM server, the auth proxy
+// and APNs at endpoints that never answer (and then at ones that refuse
+// connections). Device check-ins and command reports are answered as fast
+// as ever; a DM check-in and an auth-proxy request end when the device
+// gives up, and the server's requests upstream end with them; an enqueue
+// with push answers once the push timeout passes, with the command queued.
+// Afterwards the goroutine count is back where it started: nothing piles
+// up per request.
+func TestUpstreamsStalled(t *testing.T) {
+	for _, mode := range []string{"stalled", "refused"} {
+		t.Run(mode, func(t *testing.T) { testUpstreams(t, mode) })
+	}
+}
+
+func testUpstreams(t *testing.T, mode string) {
+	release := make(chan struct{})
+	stalled := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer stalled.Close()
+	defer close(release)
+	apns := newStallListener(t)
+	base, apnsURL := stalled.URL, "https://"+apns.ln.Addr().String()
+	if mode == "refused" {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("listening: %v", err)
+		}
+		dead := ln.Addr().String()
+		ln.Close()
+		base, apnsURL = "http://"+dead, "https://"+dead
+	}
+	const pushTimeout = time.Second
+	s, store := launch(t, launchConfig{storage: []string{"-storage", "inmem"}, extra: []string{
+		"-webhook-url", base + "/hook", "-webhook-timeout", "1s", "-webhook-retries", "0",
+		"-webhook-workers", "2", "-webhook-queue-size", "16",
+		"-dm", base + "/dm/", "-auth-proxy-url", base + "/proxy/",
+		"-apns-url", apnsURL, "-push-timeout", pushTimeout.String(),
+	}})
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{}}
+	tr := &simulator.Transport{URL: s.url + "/mdm", Client: client}
+	topic := storagetest.NewTopic()
+	certPEM, keyPEM := storagetest.NewPushCert(t, topic)
+	if code, m := apiCall(t, s, http.MethodPut, "/v1/pushcert", append(certPEM, keyPEM...), true); code != http.StatusOK {
+		t.Fatalf("uploading push certificate: %d %v", code, m)
+	}
+	var devs []*simulator.Device
+	for i := 0; i < 4; i++ {
+		id, _ := s.ca.Issue(fmt.Sprintf("upstream device %d", i))
+		d := simulator.NewDevice(tr, id)
+		d.Topic = topic
+		if err := d.Enroll(context.Background()); err != nil {
+			t.Fatalf("enrolling: %v", err)
+		}
+		devs = append(devs, d)
+	}
+	client.CloseIdleConnections()
+	http.DefaultClient.CloseIdleConnections()
+	baseline := runtime.NumGoroutine()
+
+	// Device traffic: every answer prompt, whatever the webhook does.
+	ctx := context.Background()
+	var slowest time.Duration
+	for round := 0; round < 10; round++ {
+		for _, d := range devs {
+			start := time.Now()
+			if err := d.Channel.TokenUpdate(ctx); err != nil {
+				t.Fatalf("TokenUpdate with %s upstreams: %v", mode, err)
+			}
+			if _, err := d.Channel.Idle(ctx); err != nil {
+				t.Fatalf("Idle with %s upstreams: %v", mode, err)
+			}
+			slowest = max(slowest, time.Since(start))
+		}
+	}
+	t.Logf("%s upstreams: slowest TokenUpdate+Idle %v", mode, slowest)
+	if slowest > time.Second {
+		t.Errorf("%s upstreams: slowest TokenUpdate+Idle took %v, want under 1s", mode, slowest)
+	}
+
+	// DM and auth proxy: the device gives up after half a second (or the
+	// refused upstream answers at once); either way the server lets go.
+	impatient := &http.Client{Timeout: 500 * time.Millisecond, Transport: &http.Transport{}}
+	itr := &simulator.Transport{URL: s.url + "/mdm", Client: impatient}
+	for _, d := range devs {
+		dm := simulator.NewDeviceWithUDID(itr, d.Identity, d.UDID())
+		_, err := dm.Channel.Checkin(ctx, map[string]interface{}{"MessageType": "DeclarativeManagement", "UDID": d.UDID(), "Endpoint": "tokens"})
+		var se *simulator.ErrStatus
+		if mode == "refused" && (!errors.As(err, &se) || se.Status != http.StatusInternalServerError) {
+			t.Errorf("DM check-in with the DM server down: have %v, want 500", err)
+		}
+		req, err := itr.NewRequest(ctx, d.Identity, nil, false)
+		if err != nil {
+			t.Fatalf("building auth proxy request: %v", err)
+		}
+		req.Method = http.MethodGet
+		req.URL.Path = "/authproxy/x"
+		resp, err := impatient.Do(req)
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if mode == "refused" && resp.StatusCode != http.StatusBadGateway {
+				t.Errorf("auth proxy with the upstream down: have %d, want 502", resp.StatusCode)
+			}
+		} else if mode == "refused" {
+			t.Errorf("auth proxy with the upstream down: %v, want 502", err)
+		}
+	}
+
+	// Enqueue with push: the answer waits at most about the push timeout,
+	// reports the push failure per ID, and the command is queued.
+	cmd, _ := mdm.NewCommand("upstream-"+mode, "ProfileList", nil)
+	start := time.Now()
+	status, a := enqueue(t, s, []string{devs[0].UDID()}, cmd, "")
+	took := time.Since(start)
+	if status != http.StatusMultiStatus || a.Status[devs[0].UDID()].PushError == "" || a.Status[devs[0].UDID()].CommandError != "" {
+		t.Errorf("enqueue with APNs %s: have %d %+v, want 207 with a push error", mode, status, a)
+	}
+	if took > pushTimeout+2*time.Second {
+		t.Errorf("enqueue with APNs %s took %v, want about the push timeout %v", mode, took, pushTimeout)
+	}
+	wantCommands(t, devs[0].Channel, "upstream-"+mode)
+	if n := len(pushInfo(t, store, devs[0].UDID())); n != 1 {
+		t.Errorf("push info lost: %d", n)
+	}
+
+	client.CloseIdleConnections()
+	impatient.CloseIdleConnections()
+	http.DefaultClient.CloseIdleConnections()
+	apns.close()
+	// The webhook's stalled deliveries end at -webhook-timeout; DM and
+	// auth proxy requests ended with the devices'.
+	waitGoroutines(t, baseline+5, 15*time.Second)
+	if strings.Contains(s.logs.String(), "panic") {
+		t.Errorf("the server logged a panic:\n%s", s.logs.String())
+	}
+}

@@ -1,0 +1,127 @@
+package http
+
+import (
+	"fmt"
+	nethttp "net/http"
+	"net/http/httptest"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// fakeClock is a settable time source for the limiter.
+type fakeClock struct{ t time.Time }
+
+func (c *fakeClock) now() time.Time { return c.t }
+
+func authRequest(addr, pass string) *nethttp.Request {
+	r := httptest.NewRequest(nethttp.MethodGet, "/v1/x", nil)
+	r.RemoteAddr = addr
+	if pass != "" {
+		r.SetBasicAuth(APIUsername, pass)
+	}
+	return r
+}
+
+func serveAuth(h nethttp.Handler, r *nethttp.Request) *httptest.ResponseRecorder {
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, r)
+	return rec
+}
+
+// TestAuthFailureLimit: a client may fail limit-1 times and still get in;
+// at limit failures it is locked out (429, even with the right key) until
+// the window has passed; other clients are unaffected; a success clears
+// the count.
+func TestAuthFailureLimit(t *testing.T) {
+	const limit = 3
+	const window = time.Minute
+	clock := &fakeClock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+	l := NewAuthFailureLimiter(limit, window)
+	l.now = clock.now
+	ok := nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) { w.WriteHeader(nethttp.StatusNoContent) })
+	h := BasicAuthMiddleware(ok, APIUsername, "secret", "nanomdm", WithAuthFailureLimiter(l))
+	const attacker, other = "192.0.2.1:1000", "192.0.2.2:1000"
+
+	// Just under: limit-1 failures, then the right key works and clears
+	// the count.
+	for i := 0; i < limit-1; i++ {
+		if code := serveAuth(h, authRequest(attacker, "wrong")).Code; code != nethttp.StatusUnauthorized {
+			t.Fatalf("failure %d: have %d, want 401", i+1, code)
+		}
+	}
+	if code := serveAuth(h, authRequest(attacker, "secret")).Code; code != nethttp.StatusNoContent {
+		t.Fatalf("right key after %d failures: have %d, want 204", limit-1, code)
+	}
+	// Cleared: limit-1 more failures are still answered 401.
+	for i := 0; i < limit-1; i++ {
+		if code := serveAuth(h, authRequest(attacker, "wrong")).Code; code != nethttp.StatusUnauthorized {
+			t.Fatalf("failure %d after a success: have %d, want 401", i+1, code)
+		}
+	}
+	// At the limit: locked out, even with the right key, from another
+	// port of the same host too.
+	if code := serveAuth(h, authRequest(attacker, "wrong")).Code; code != nethttp.StatusUnauthorized {
+		t.Fatalf("failure %d: have %d, want 401", limit, code)
+	}
+	clock.t = clock.t.Add(10 * time.Second)
+	for _, r := range []*nethttp.Request{authRequest(attacker, "secret"), authRequest("192.0.2.1:2000", "wrong"), authRequest(attacker, "")} {
+		rec := serveAuth(h, r)
+		if rec.Code != nethttp.StatusTooManyRequests {
+			t.Errorf("locked out client: have %d, want 429", rec.Code)
+		}
+		if ra, err := strconv.Atoi(rec.Header().Get("Retry-After")); err != nil || ra != 50 {
+			t.Errorf("Retry-After: have %q, want 50", rec.Header().Get("Retry-After"))
+		}
+	}
+	if code := serveAuth(h, authRequest(other, "secret")).Code; code != nethttp.StatusNoContent {
+		t.Errorf("another client: have %d, want 204", code)
+	}
+	// The window (from the first failure) ends: admitted again.
+	clock.t = clock.t.Add(window)
+	if code := serveAuth(h, authRequest(attacker, "secret")).Code; code != nethttp.StatusNoContent {
+		t.Errorf("after the window: have %d, want 204", code)
+	}
+}
+
+// TestAuthFailureLimiterBounded floods the limiter with more addresses
+// than it tracks: memory stays bounded, the newcomers share one counter,
+// and tracked clients keep their own.
+func TestAuthFailureLimiterBounded(t *testing.T) {
+	clock := &fakeClock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+	l := NewAuthFailureLimiter(2, time.Minute)
+	l.now = clock.now
+	h := BasicAuthMiddleware(nethttp.NotFoundHandler(), APIUsername, "secret", "nanomdm", WithAuthFailureLimiter(l))
+	for i := 0; i < maxTrackedClients+500; i++ {
+		serveAuth(h, authRequest(fmt.Sprintf("[2001:db8::%x]:1", i), "wrong"))
+	}
+	if n := len(l.clients); n > maxTrackedClients+1 {
+		t.Errorf("tracking %d clients, want at most %d", n, maxTrackedClients+1)
+	}
+	if code := serveAuth(h, authRequest("[2001:db8::ffff:1]:1", "secret")).Code; code != nethttp.StatusTooManyRequests {
+		t.Errorf("new client while the table is full and the overflow locked: have %d, want 429", code)
+	}
+	if code := serveAuth(h, authRequest("[2001:db8::1]:1", "secret")).Code; code != nethttp.StatusNotFound {
+		t.Errorf("tracked client with one failure: have %d, want it admitted", code)
+	}
+	// Once the window passes, expired entries make room again.
+	clock.t = clock.t.Add(time.Minute)
+	serveAuth(h, authRequest("198.51.100.1:1", "wrong"))
+	if _, ok := l.clients["198.51.100.1"]; !ok {
+		t.Errorf("new client not tracked after the old entries expired")
+	}
+}
+
+// TestAuthFailureLimiterOff: a zero limit gives no limiter and the
+// middleware answers 401 forever.
+func TestAuthFailureLimiterOff(t *testing.T) {
+	if l := NewAuthFailureLimiter(0, time.Minute); l != nil {
+		t.Fatalf("limit 0: have a limiter, want nil")
+	}
+	h := BasicAuthMiddleware(nethttp.NotFoundHandler(), APIUsername, "secret", "nanomdm", WithAuthFailureLimiter(nil))
+	for i := 0; i < 100; i++ {
+		if code := serveAuth(h, authRequest("192.0.2.9:1", "wrong")).Code; code != nethttp.StatusUnauthorized {
+			t.Fatalf("failure %d without a limiter: have %d, want 401", i+1, code)
+		}
+	}
+}
