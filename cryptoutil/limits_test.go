@@ -1,6 +1,8 @@
 package cryptoutil
 
 import (
+	"crypto"
+	"crypto/x509"
 	"encoding/asn1"
 	"encoding/base64"
 	"errors"
@@ -16,12 +18,22 @@ import (
 // message still verifies.
 var oidTestAttribute = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 55555, 1}
 
-// signWithUnsigned returns the DER of a valid detached signature over
-// body that carries value as an unsigned attribute.
-func signWithUnsigned(t *testing.T, body []byte, value asn1.RawValue) []byte {
+// signer is a key and its certificate.
+type signer struct {
+	key  crypto.Signer
+	cert *x509.Certificate
+}
+
+func newSigner(t *testing.T, key crypto.Signer) signer {
 	t.Helper()
-	key := newECKey(t)
-	cert := newCurrentIdentity(t, key)
+	return signer{key, newCurrentIdentity(t, key)}
+}
+
+// signWithUnsigned returns the DER of a valid detached signature by s over
+// body that carries value as an unsigned attribute.
+func signWithUnsigned(t *testing.T, s signer, body []byte, value asn1.RawValue) []byte {
+	t.Helper()
+	key, cert := s.key, s.cert
 	sd, err := pkcs7.NewSignedData(body)
 	if err != nil {
 		t.Fatalf("new signed data: %v", err)
@@ -82,32 +94,34 @@ func TestBERDepthBound(t *testing.T) {
 	// certificate nests about ten deep), which gives the depth at which the
 	// attribute's value starts.
 	const probe = 20
-	start := berDepth(t, signWithUnsigned(t, body, nestedSequences(probe))) - probe
+	s := newSigner(t, newECKey(t))
+	start := berDepth(t, signWithUnsigned(t, s, body, nestedSequences(probe))) - probe
 	k := maxBERDepth - start
 	if k <= probe/2 {
 		t.Fatalf("the attribute value starts %d deep, too close to the bound %d", start, maxBERDepth)
 	}
-	at := signWithUnsigned(t, body, nestedSequences(k))
+	at := signWithUnsigned(t, s, body, nestedSequences(k))
 	if d := berDepth(t, at); d != maxBERDepth {
 		t.Fatalf("built a signature %d deep, want %d", d, maxBERDepth)
 	}
 	if _, err := VerifyMdmSignature(base64.StdEncoding.EncodeToString(at), body); err != nil {
 		t.Errorf("signature nesting %d deep (the bound): %v", maxBERDepth, err)
 	}
-	over := signWithUnsigned(t, body, nestedSequences(k+1))
+	over := signWithUnsigned(t, s, body, nestedSequences(k+1))
 	if _, err := VerifyMdmSignature(base64.StdEncoding.EncodeToString(over), body); !errors.Is(err, errBERTooDeep) {
 		t.Errorf("signature nesting %d deep: have %v, want %v", maxBERDepth+1, err, errBERTooDeep)
 	}
 }
 
-// signatureOfSize returns a valid signature over body whose DER is exactly
-// n bytes, padded with an octet string in an unsigned attribute.
-func signatureOfSize(t *testing.T, body []byte, n int) []byte {
+// signatureOfSize returns a valid signature by s over body whose DER is
+// exactly n bytes, padded with an octet string in an unsigned attribute.
+// s should hold an RSA key: its signatures always have the same length.
+func signatureOfSize(t *testing.T, s signer, body []byte, n int) []byte {
 	t.Helper()
 	filler := n / 2
 	for range 10 {
 		value := append(encodeDefiniteHeader(0x04, filler), make([]byte, filler)...)
-		der := signWithUnsigned(t, body, asn1.RawValue{FullBytes: value})
+		der := signWithUnsigned(t, s, body, asn1.RawValue{FullBytes: value})
 		if len(der) == n {
 			return der
 		}
@@ -125,7 +139,8 @@ func TestMdmSignatureSizeBound(t *testing.T) {
 	if MaxMdmSignatureSize%4 != 0 {
 		t.Fatalf("MaxMdmSignatureSize %d is not a whole number of base64 groups", MaxMdmSignatureSize)
 	}
-	der := signatureOfSize(t, body, MaxMdmSignatureSize/4*3)
+	s := newSigner(t, newRSAKey(t))
+	der := signatureOfSize(t, s, body, MaxMdmSignatureSize/4*3)
 	header := base64.StdEncoding.EncodeToString(der)
 	if len(header) != MaxMdmSignatureSize {
 		t.Fatalf("built a %d-character header, want %d", len(header), MaxMdmSignatureSize)
@@ -134,7 +149,7 @@ func TestMdmSignatureSizeBound(t *testing.T) {
 		t.Errorf("signature of exactly %d characters: %v", len(header), err)
 	}
 	for name, over := range map[string]string{
-		"one byte more of DER": base64.RawStdEncoding.EncodeToString(signatureOfSize(t, body, len(der)+1)),
+		"one byte more of DER": base64.RawStdEncoding.EncodeToString(signatureOfSize(t, s, body, len(der)+1)),
 		"one leading space":    " " + header,
 	} {
 		if _, err := VerifyMdmSignature(over, body); !errors.Is(err, ErrSignatureTooLarge) {

@@ -271,7 +271,7 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 
 	if cfg.enroll {
-		r.measure(r.enrollPhase, func() { r.enrollAll(ctx) })
+		r.measure(r.enrollPhase, "enroll", func() { r.enrollAll(ctx) })
 		summary.Phases = append(summary.Phases, r.enrollPhase.summary())
 	}
 	var total channelResult
@@ -279,8 +279,9 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		for _, c := range r.channels {
 			c.expected, c.final, c.results = map[string]int{}, map[string]bool{}, channelResult{}
 		}
-		r.measure(r.enqueuePhase, func() { r.enqueueRound(ctx, round) })
-		r.measure(r.drainPhase, func() { r.drainRound(ctx) })
+		label := fmt.Sprintf("round %d/%d", round+1, cfg.rounds)
+		r.measure(r.enqueuePhase, label+" enqueue", func() { r.enqueueRound(ctx, round) })
+		r.measure(r.drainPhase, label+" command loop", func() { r.drainRound(ctx) })
 		for _, c := range r.channels {
 			total.add(c.results)
 		}
@@ -368,10 +369,12 @@ func problems(s *Summary, ctxErr error) []string {
 }
 
 // measure runs f as part of phase p and adds its wall time and the CPU
-// time the server and the database used meanwhile.
-func (r *loadRun) measure(p *phase, f func()) {
+// time the server and the database used meanwhile; label names it on the
+// progress line.
+func (r *loadRun) measure(p *phase, label string, f func()) {
 	var srv0, sys0, db0 time.Duration
 	var srvErr, dbErr, sampleErr error
+	self0, _, selfErr := processCPU(os.Getpid())
 	var sample0 cpuSample
 	ctx := context.Background()
 	if r.probe != nil {
@@ -383,7 +386,7 @@ func (r *loadRun) measure(p *phase, f func()) {
 	if r.dbCPU != nil {
 		db0, dbErr = r.dbCPU()
 	}
-	pr := startProgress(r.progress, p.name, p, 0)
+	pr := startProgress(r.progress, label, p)
 	start := time.Now()
 	f()
 	p.wall += time.Since(start)
@@ -393,6 +396,12 @@ func (r *loadRun) measure(p *phase, f func()) {
 			p.serverCPU += srv1 - srv0
 			p.serverSys += sys1 - sys0
 			p.hasServer = true
+		}
+	}
+	if selfErr == nil {
+		if self1, _, err := processCPU(os.Getpid()); err == nil {
+			p.toolCPU += self1 - self0
+			p.hasTool = true
 		}
 	}
 	if r.dbCPU != nil && dbErr == nil {

@@ -33,6 +33,8 @@ type phase struct {
 	serverSys   time.Duration // the kernel's part of serverCPU
 	dbCPU       time.Duration // sessions of the database under test, and background work
 	dbServerCPU time.Duration // the whole database server
+	toolCPU     time.Duration // this process
+	hasTool     bool
 	hasServer   bool
 	hasDB       bool
 	hasDBServer bool
@@ -96,6 +98,10 @@ type PhaseSummary struct {
 	// the phase; ServerCPUPerOpMS divides it by the operations.
 	ServerCPUMS      *float64 `json:"server_cpu_ms,omitempty"`
 	ServerCPUPerOpMS *float64 `json:"server_cpu_per_op_ms,omitempty"`
+	// ToolCPUPerOpMS is the CPU time the load tool itself spent per
+	// operation (signing requests, building answers), which on a shared
+	// machine bounds the throughput it can drive.
+	ToolCPUPerOpMS *float64 `json:"tool_cpu_per_op_ms,omitempty"`
 	// ServerSystemShare is the share of ServerCPUMS spent in the kernel.
 	ServerSystemShare *float64 `json:"server_system_share,omitempty"`
 	// DBCPUMS is the CPU time the database spent for the server under
@@ -131,6 +137,9 @@ func (p *phase) summary() PhaseSummary {
 		slices.Sort(lat)
 		q := func(f float64) float64 { return ms(lat[min(len(lat)-1, int(f*float64(len(lat))))]) }
 		s.LatencyMS = LatencySummary{P50: q(0.50), P95: q(0.95), P99: q(0.99), Max: ms(lat[len(lat)-1])}
+	}
+	if p.hasTool && len(p.lat) > 0 {
+		s.ToolCPUPerOpMS = ptr(ms(p.toolCPU) / float64(len(p.lat)))
 	}
 	if p.hasServer {
 		s.ServerCPUMS = ptr(ms(p.serverCPU))
@@ -296,12 +305,13 @@ type progress struct {
 	done  chan struct{}
 	label string
 	p     *phase
-	total int
+	from  int64 // operations of the phase before this part
 	start time.Time
 }
 
-func startProgress(w io.Writer, label string, p *phase, total int) *progress {
-	pr := &progress{w: w, stop: make(chan struct{}), done: make(chan struct{}), label: label, p: p, total: total, start: time.Now()}
+func startProgress(w io.Writer, label string, p *phase) *progress {
+	pr := &progress{w: w, stop: make(chan struct{}), done: make(chan struct{}), label: label, p: p,
+		from: p.done.Load(), start: time.Now()}
 	if w == nil {
 		close(pr.done)
 		return pr
@@ -324,7 +334,7 @@ func startProgress(w io.Writer, label string, p *phase, total int) *progress {
 }
 
 func (pr *progress) print() {
-	n := pr.p.done.Load()
+	n := pr.p.done.Load() - pr.from
 	el := time.Since(pr.start).Seconds()
 	pr.p.mu.Lock()
 	errs := 0
@@ -332,11 +342,7 @@ func (pr *progress) print() {
 		errs += v
 	}
 	pr.p.mu.Unlock()
-	of := ""
-	if pr.total > 0 {
-		of = fmt.Sprintf("/%d", pr.total)
-	}
-	fmt.Fprintf(pr.w, "\r\033[K%s: %d%s ops, %.0f ops/s, %d errors, %.0fs", pr.label, n, of, float64(n)/max(el, 0.001), errs, el)
+	fmt.Fprintf(pr.w, "\r\033[K%s: %d requests, %.0f/s, %d errors so far, %.0fs", pr.label, n, float64(n)/max(el, 0.001), errs, el)
 }
 
 func (pr *progress) end() {

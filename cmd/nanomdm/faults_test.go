@@ -206,9 +206,11 @@ func pgVersion() string {
 }
 
 var postgres = database{
-	name:  "PostgreSQL",
-	stop:  func() error { return runCmd("pg_ctlcluster", "--skip-systemctl-redirect", pgVersion(), "main", "stop") },
-	start: func() error { return runCmd("pg_ctlcluster", "--skip-systemctl-redirect", pgVersion(), "main", "start") },
+	name: "PostgreSQL",
+	stop: func() error { return runCmd("pg_ctlcluster", "--skip-systemctl-redirect", pgVersion(), "main", "stop") },
+	start: func() error {
+		return runCmd("pg_ctlcluster", "--skip-systemctl-redirect", pgVersion(), "main", "start")
+	},
 	ready: func() error { return runCmd("pg_isready", "-q", "-h", "127.0.0.1", "-p", "5432") },
 }
 
@@ -540,6 +542,9 @@ func testOutage(t *testing.T, db database, be backend) {
 	} else {
 		resp.Body.Close()
 	}
+	if status := getStatus(setup.url() + "/readyz"); status != http.StatusServiceUnavailable {
+		t.Errorf("/readyz during the outage: have %d, want 503", status)
+	}
 	time.Sleep(outage / 2)
 	if !p.alive() {
 		t.Fatalf("server died during the outage:\n%s", p.logs())
@@ -557,6 +562,9 @@ func testOutage(t *testing.T, db database, be backend) {
 	<-done
 	if ctx.Err() != nil {
 		t.Errorf("devices did not settle within the time limit")
+	}
+	if status := getStatus(setup.url() + "/readyz"); status != http.StatusOK {
+		t.Errorf("/readyz after the outage: have %d, want 200", status)
 	}
 
 	during.Lock()
@@ -693,6 +701,17 @@ func testKill9(t *testing.T, be backend) {
 	if p.err != nil {
 		t.Errorf("server exit: %v", p.err)
 	}
+}
+
+// getStatus returns the status of a GET of url, 0 if it failed.
+func getStatus(url string) int {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
 }
 
 // storageDir returns the value of -storage-dsn in args.

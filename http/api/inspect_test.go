@@ -1,4 +1,4 @@
-package api
+package api_test
 
 import (
 	"bytes"
@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nanomdm/nanomdm/http/api"
 	"github.com/nanomdm/nanomdm/mdm"
 	"github.com/nanomdm/nanomdm/storage/inmem"
 	"github.com/nanomdm/nanomdm/storage/storagetest"
@@ -20,9 +21,9 @@ import (
 // (without authentication).
 func inspectMux(s *inmem.Storage) *http.ServeMux {
 	mux := http.NewServeMux()
-	mux.Handle("GET /v1/enrollments", EnrollmentsHandler(s, WithMaxIDs(5)))
-	mux.Handle("/v1/enrollments/{id}/queue", QueueHandler(s))
-	mux.Handle("GET /v1/commands/{uuid}/results", CommandResultsHandler(s))
+	mux.Handle("GET /v1/enrollments", api.EnrollmentsHandler(s, api.WithMaxIDs(5)))
+	mux.Handle("/v1/enrollments/{id}/queue", api.QueueHandler(s))
+	mux.Handle("GET /v1/commands/{uuid}/results", api.CommandResultsHandler(s))
 	return mux
 }
 
@@ -61,7 +62,7 @@ func TestEnrollmentsHandler(t *testing.T) {
 	all := []string{dev.ID(), user.ID(), other.ID()}
 	sort.Strings(all)
 
-	var page EnrollmentsResponse
+	var page api.EnrollmentsResponse
 	if code := call(t, mux, "GET", "/v1/enrollments", &page); code != http.StatusOK {
 		t.Fatalf("list: status %d", code)
 	}
@@ -86,7 +87,7 @@ func TestEnrollmentsHandler(t *testing.T) {
 	have = nil
 	next := ""
 	for i := 0; i < 5; i++ {
-		var p EnrollmentsResponse
+		var p api.EnrollmentsResponse
 		if code := call(t, mux, "GET", "/v1/enrollments?limit=2&cursor="+url.QueryEscape(next), &p); code != http.StatusOK {
 			t.Fatalf("page %d: status %d", i, code)
 		}
@@ -114,7 +115,7 @@ func TestEnrollmentsHandler(t *testing.T) {
 		{"?last_seen_before=" + time.Now().Add(-time.Hour).Format(time.RFC3339), nil},
 		{"?last_seen_after=" + time.Now().Add(-time.Hour).Format(time.RFC3339Nano) + "&enabled=true", []string{dev.ID(), user.ID()}},
 	} {
-		var p EnrollmentsResponse
+		var p api.EnrollmentsResponse
 		if code := call(t, mux, "GET", "/v1/enrollments"+tc.query, &p); code != http.StatusOK {
 			t.Errorf("%s: status %d", tc.query, code)
 			continue
@@ -158,7 +159,7 @@ func TestQueueHandlers(t *testing.T) {
 	storagetest.StoreReport(t, s, dev, mdm.StatusNotNow, cmds[0].CommandUUID)
 
 	path := "/v1/enrollments/" + url.PathEscape(dev.ID()) + "/queue"
-	var q QueueResponse
+	var q api.QueueResponse
 	if code := call(t, mux, "GET", path+"?limit=2", &q); code != http.StatusOK {
 		t.Fatalf("queue: status %d", code)
 	}
@@ -173,7 +174,7 @@ func TestQueueHandlers(t *testing.T) {
 	if q.Commands[1].Status != "" || q.Commands[1].NotNowAt != nil {
 		t.Errorf("pending command: have %+v", q.Commands[1])
 	}
-	var rest QueueResponse
+	var rest api.QueueResponse
 	if code := call(t, mux, "GET", path+"?limit=2&cursor="+url.QueryEscape(q.NextCursor), &rest); code != http.StatusOK {
 		t.Fatalf("second page: status %d", code)
 	}
@@ -198,12 +199,12 @@ func TestQueueHandlers(t *testing.T) {
 	}
 
 	// DELETE clears the device's queue and its user's.
-	var cleared ClearQueueResponse
+	var cleared api.ClearQueueResponse
 	if code := call(t, mux, "DELETE", path, &cleared); code != http.StatusOK || !cleared.QueueCleared || cleared.ID != dev.ID() {
 		t.Fatalf("clear: status %d, %+v", code, cleared)
 	}
 	for _, c := range []*storagetest.Channel{dev, user} {
-		var after QueueResponse
+		var after api.QueueResponse
 		call(t, mux, "GET", "/v1/enrollments/"+url.PathEscape(c.ID())+"/queue", &after)
 		if len(after.Commands) != 0 {
 			t.Errorf("queue of %s after clearing: %+v", c, after.Commands)
@@ -235,7 +236,7 @@ func TestCommandResultsHandler(t *testing.T) {
 		}
 	}
 	path := "/v1/commands/" + cmd.CommandUUID + "/results"
-	var res CommandResultsResponse
+	var res api.CommandResultsResponse
 	if code := call(t, mux, "GET", path, &res); code != http.StatusOK {
 		t.Fatalf("results: status %d", code)
 	}
@@ -249,13 +250,13 @@ func TestCommandResultsHandler(t *testing.T) {
 		}
 	}
 
-	var page CommandResultsResponse
+	var page api.CommandResultsResponse
 	call(t, mux, "GET", path+"?limit=1&status_only=1", &page)
 	if len(page.Results) != 1 || page.Results[0].Result != nil || page.NextCursor != page.Results[0].ID {
 		t.Errorf("status-only page of 1: have %+v", page)
 	}
 
-	var none CommandResultsResponse
+	var none api.CommandResultsResponse
 	if code := call(t, mux, "GET", "/v1/commands/"+storagetest.RandomUUID()+"/results", &none); code != http.StatusOK || none.Results == nil || len(none.Results) != 0 {
 		t.Errorf("unknown command: status %d, %+v; want 200 and an empty list", code, none)
 	}

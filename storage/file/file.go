@@ -37,10 +37,11 @@
 // The queue file lists an enrollment's commands in enqueue order, which is
 // the order they are sent (commands carry no priority), so the order is
 // exact for commands enqueued in the same instant and survives restarts.
-// It also holds each command's NotNow count and time. A final report takes
-// a command off the queue by its file in results/ alone, so the command
-// loop writes one file per request; the queue file drops such commands
-// when it is next rewritten. CommandUUIDs are never reused.
+// It also holds each command's NotNow count and time and when it was
+// enqueued. A final report takes a command off the queue by its file in
+// results/ alone, so the command loop writes one file per request; the
+// queue file drops such commands when it is next rewritten. CommandUUIDs
+// are never reused.
 //
 // Writers of one device and its users are serialized by an in-process
 // lock, so one storage directory must be used by one process at a time.
