@@ -193,6 +193,98 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprintf(stderr, "minted %d identities in %v, kept in %s\n", fl.minted, time.Since(mintStart).Round(time.Millisecond), cfg.fleetPath)
 	}
 
+	r := newLoadRun(cfg, fl, stderr)
+	summary := &Summary{Config: cfg.asMap(), Minted: fl.minted, Channels: len(r.channels)}
+	err = r.attachMeters(ctx, stderr)
+	if r.probe != nil {
+		defer r.probe.Close()
+	}
+	if err != nil {
+		return err
+	}
+	var rss *rssSampler
+	if cfg.serverPID != 0 {
+		rss = startRSSSampler(cfg.serverPID, 100*time.Millisecond)
+	}
+	var sessionsBefore int64
+	if r.probe != nil {
+		if sessionsBefore, _, err = r.probe.sessions(ctx); err != nil {
+			return err
+		}
+	}
+
+	if cfg.enroll {
+		r.measure(r.enrollPhase, "enroll", func() { r.enrollAll(ctx) })
+		summary.Phases = append(summary.Phases, r.enrollPhase.summary())
+	}
+	var total channelResult
+	for round := 0; round < cfg.rounds && cfg.commands > 0 && ctx.Err() == nil; round++ {
+		for _, c := range r.channels {
+			c.expected, c.final, c.results = map[string]int{}, map[string]bool{}, channelResult{}
+		}
+		label := fmt.Sprintf("round %d/%d", round+1, cfg.rounds)
+		r.measure(r.enqueuePhase, label+" enqueue", func() { r.enqueueRound(ctx, round) })
+		r.measure(r.drainPhase, label+" command loop", func() { r.drainRound(ctx) })
+		for _, c := range r.channels {
+			total.add(c.results)
+		}
+	}
+	if cfg.rounds > 0 && cfg.commands > 0 {
+		summary.Phases = append(summary.Phases, r.enqueuePhase.summary(), r.drainPhase.summary())
+	}
+
+	if rss != nil {
+		peak := rss.end()
+		_, hwm, threads, err := procMemory(cfg.serverPID)
+		if err != nil {
+			return fmt.Errorf("-server-pid %d: %w", cfg.serverPID, err)
+		}
+		summary.Server = &ServerSummary{PID: cfg.serverPID, PeakRSSMB: float64(peak) / (1 << 20),
+			HighWaterRSSMB: float64(hwm) / (1 << 20), Threads: threads}
+	}
+	if r.probe != nil || cfg.dbPID != 0 {
+		summary.DB = &DBSummary{Driver: cfg.dbDriver, PID: cfg.dbPID}
+	}
+	if probe := r.probe; probe != nil {
+		// PostgreSQL counts a session when its backend next reports
+		// statistics, at most a second after it started.
+		select {
+		case <-time.After(1500 * time.Millisecond):
+		case <-ctx.Done():
+		}
+		after, open, err := probe.sessions(context.WithoutCancel(ctx))
+		if err != nil {
+			return err
+		}
+		opened := after - sessionsBefore
+		summary.DB.SessionsOpened, summary.DB.SessionsOpenAtEnd, summary.DB.Note = &opened, &open, probe.sessionsNote()
+	}
+
+	summary.Commands = CommandSummary{
+		Enqueued: r.enqueued, Delivered: total.delivered, Answered: total.acknowledged + total.errors,
+		Acknowledged: total.acknowledged, Errors: total.errors, NotNow: total.notNow,
+		Lost: total.lost, Duplicated: total.duplicated, Extra: total.extra, Misordered: total.misordered,
+		Failed: total.failed + r.failed,
+	}
+	summary.Problems = problems(summary, ctx.Err())
+	summary.OK = len(summary.Problems) == 0
+	if cfg.jsonOut {
+		if err := summary.writeJSON(stdout); err != nil {
+			return err
+		}
+	} else {
+		summary.writeText(stdout)
+	}
+	if !summary.OK {
+		return fmt.Errorf("load run failed: %s", strings.Join(summary.Problems, "; "))
+	}
+	return nil
+}
+
+// newLoadRun builds the run's HTTP client and the channels of the first
+// -devices devices of the fleet, with user channels for the first share
+// of them.
+func newLoadRun(cfg *loadConfig, fl *fleet, stderr io.Writer) *loadRun {
 	r := &loadRun{
 		cfg: cfg,
 		client: &http.Client{
@@ -228,22 +320,29 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			r.channels = append(r.channels, &channel{ch: u, id: u.ID(), enrolled: !cfg.enroll})
 		}
 	}
+	return r
+}
 
-	summary := &Summary{Config: cfg.asMap(), Minted: fl.minted, Channels: len(r.channels)}
-	var probe *dbProbe
+// attachMeters sets up what -server-pid, -db-pid, -db-driver and -db-dsn
+// ask to measure. A database that does not run on this machine still
+// reports its sessions, but not its CPU time.
+func (r *loadRun) attachMeters(ctx context.Context, stderr io.Writer) error {
+	cfg := r.cfg
 	if cfg.dbDriver != "" {
-		if probe, err = openDBProbe(ctx, cfg.dbDriver, cfg.dbDSN); err != nil {
+		probe, err := openDBProbe(ctx, cfg.dbDriver, cfg.dbDSN)
+		if err != nil {
 			return err
 		}
-		defer probe.Close()
+		r.probe = probe
 		if cfg.dbPID == 0 {
 			cfg.dbPID = probe.serverPID(ctx)
 		}
 		probe.pid = cfg.dbPID
-		if _, err := probe.sample(ctx); err != nil {
+		if probe.pid == 0 {
+			fmt.Fprintln(stderr, "database server not found on this machine: reporting its sessions, not its CPU time")
+		} else if _, err := probe.sample(ctx); err != nil {
 			return fmt.Errorf("reading database CPU: %w", err)
 		}
-		r.probe = probe
 	}
 	if cfg.serverPID != 0 {
 		if _, _, err := processCPU(cfg.serverPID); err != nil {
@@ -258,82 +357,6 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		pid := cfg.dbPID
 		r.dbCPU = func() (time.Duration, error) { return treeCPU(pid) }
-	}
-	var rss *rssSampler
-	if cfg.serverPID != 0 {
-		rss = startRSSSampler(cfg.serverPID, 100*time.Millisecond)
-	}
-	var sessionsBefore int64
-	if probe != nil {
-		if sessionsBefore, _, err = probe.sessions(ctx); err != nil {
-			return err
-		}
-	}
-
-	if cfg.enroll {
-		r.measure(r.enrollPhase, "enroll", func() { r.enrollAll(ctx) })
-		summary.Phases = append(summary.Phases, r.enrollPhase.summary())
-	}
-	var total channelResult
-	for round := 0; round < cfg.rounds && cfg.commands > 0 && ctx.Err() == nil; round++ {
-		for _, c := range r.channels {
-			c.expected, c.final, c.results = map[string]int{}, map[string]bool{}, channelResult{}
-		}
-		label := fmt.Sprintf("round %d/%d", round+1, cfg.rounds)
-		r.measure(r.enqueuePhase, label+" enqueue", func() { r.enqueueRound(ctx, round) })
-		r.measure(r.drainPhase, label+" command loop", func() { r.drainRound(ctx) })
-		for _, c := range r.channels {
-			total.add(c.results)
-		}
-	}
-	if cfg.rounds > 0 && cfg.commands > 0 {
-		summary.Phases = append(summary.Phases, r.enqueuePhase.summary(), r.drainPhase.summary())
-	}
-
-	if rss != nil {
-		peak := rss.end()
-		_, hwm, threads, err := procMemory(cfg.serverPID)
-		if err != nil {
-			return fmt.Errorf("-server-pid %d: %w", cfg.serverPID, err)
-		}
-		summary.Server = &ServerSummary{PID: cfg.serverPID, PeakRSSMB: float64(peak) / (1 << 20),
-			HighWaterRSSMB: float64(hwm) / (1 << 20), Threads: threads}
-	}
-	if probe != nil || cfg.dbPID != 0 {
-		summary.DB = &DBSummary{Driver: cfg.dbDriver, PID: cfg.dbPID}
-	}
-	if probe != nil {
-		// PostgreSQL counts a session when its backend next reports
-		// statistics, at most a second after it started.
-		select {
-		case <-time.After(1500 * time.Millisecond):
-		case <-ctx.Done():
-		}
-		after, open, err := probe.sessions(context.WithoutCancel(ctx))
-		if err != nil {
-			return err
-		}
-		opened := after - sessionsBefore
-		summary.DB.SessionsOpened, summary.DB.SessionsOpenAtEnd, summary.DB.Note = &opened, &open, probe.sessionsNote()
-	}
-
-	summary.Commands = CommandSummary{
-		Enqueued: r.enqueued, Delivered: total.delivered, Answered: total.acknowledged + total.errors,
-		Acknowledged: total.acknowledged, Errors: total.errors, NotNow: total.notNow,
-		Lost: total.lost, Duplicated: total.duplicated, Extra: total.extra, Misordered: total.misordered,
-		Failed: total.failed + r.failed,
-	}
-	summary.Problems = problems(summary, ctx.Err())
-	summary.OK = len(summary.Problems) == 0
-	if cfg.jsonOut {
-		if err := summary.writeJSON(stdout); err != nil {
-			return err
-		}
-	} else {
-		summary.writeText(stdout)
-	}
-	if !summary.OK {
-		return fmt.Errorf("load run failed: %s", strings.Join(summary.Problems, "; "))
 	}
 	return nil
 }
@@ -377,7 +400,8 @@ func (r *loadRun) measure(p *phase, label string, f func()) {
 	self0, _, selfErr := processCPU(os.Getpid())
 	var sample0 cpuSample
 	ctx := context.Background()
-	if r.probe != nil {
+	sampling := r.probe != nil && r.probe.pid != 0
+	if sampling {
 		sample0, sampleErr = r.probe.sample(ctx)
 	}
 	if r.serverCPU != nil {
@@ -410,7 +434,7 @@ func (r *loadRun) measure(p *phase, label string, f func()) {
 			p.hasDBServer = true
 		}
 	}
-	if r.probe != nil && sampleErr == nil {
+	if sampling && sampleErr == nil {
 		if sample1, err := r.probe.sample(ctx); err == nil {
 			p.dbCPU += sample1.since(sample0)
 			p.hasDB = true

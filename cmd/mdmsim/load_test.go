@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -12,8 +13,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/nanomdm/nanomdm/certverify"
+	"github.com/nanomdm/nanomdm/cmd/internal/cli"
 	mdmhttp "github.com/nanomdm/nanomdm/http"
 	"github.com/nanomdm/nanomdm/http/api"
 	httpmdm "github.com/nanomdm/nanomdm/http/mdm"
@@ -297,5 +300,102 @@ func TestLoadFlags(t *testing.T) {
 		if _, err := parseLoadFlags(full, &stderr); err == nil {
 			t.Errorf("flags %q: accepted", args)
 		}
+	}
+}
+
+// freshDatabase creates a database of its own for the test, next to the
+// one dsn names, and returns its DSN: the session counts are per
+// database, and other tests share the configured one.
+func freshDatabase(t *testing.T, driver, dsn string) string {
+	t.Helper()
+	name := fmt.Sprintf("nanomdm_load_%d_%s", time.Now().Unix(), strings.ToLower(simulator.NewUDID()[:8]))
+	driverName := map[string]string{"pgsql": "postgres", "mysql": "mysql"}[driver]
+	admin, err := sql.Open(driverName, dsn)
+	if err != nil {
+		t.Fatalf("connecting: %v", err)
+	}
+	defer admin.Close()
+	quote := func(n string) string { return `"` + n + `"` }
+	var fresh string
+	if driver == "mysql" {
+		quote = func(n string) string { return "`" + n + "`" }
+		i := strings.LastIndex(dsn, "/")
+		rest := ""
+		if j := strings.IndexByte(dsn[i:], '?'); j >= 0 {
+			rest = dsn[i+j:]
+		}
+		fresh = dsn[:i+1] + name + rest
+	} else {
+		fields := strings.Fields(dsn)
+		for i, f := range fields {
+			if strings.HasPrefix(f, "dbname=") {
+				fields[i] = "dbname=" + name
+			}
+		}
+		fresh = strings.Join(fields, " ")
+		if !strings.Contains(fresh, "dbname="+name) {
+			t.Skipf("cannot name a fresh database in DSN %q", dsn)
+		}
+	}
+	if _, err := admin.Exec("CREATE DATABASE " + quote(name)); err != nil {
+		t.Fatalf("creating database %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		admin, err := sql.Open(driverName, dsn)
+		if err != nil {
+			return
+		}
+		defer admin.Close()
+		if _, err := admin.Exec("DROP DATABASE " + quote(name)); err != nil {
+			t.Logf("dropping database %s: %v", name, err)
+		}
+	})
+	return fresh
+}
+
+// TestLoadSQL runs the tool against an in-process server on each SQL
+// backend whose test database is configured (see .ci/sqldb.sh), with the
+// database probe: sessions opened stay within the pool, and the
+// database's CPU time is read when it runs on this machine.
+func TestLoadSQL(t *testing.T) {
+	for _, driver := range []string{"pgsql", "mysql"} {
+		t.Run(driver, func(t *testing.T) {
+			dsn := os.Getenv(map[string]string{"pgsql": "NANOMDM_TEST_PGSQL_DSN", "mysql": "NANOMDM_TEST_MYSQL_DSN"}[driver])
+			if dsn == "" {
+				t.Skipf("no %s test database configured", driver)
+			}
+			dsn = freshDatabase(t, driver, dsn)
+			const pool = 4
+			store, closeStore, err := cli.OpenStorage(context.Background(), driver, dsn,
+				fmt.Sprintf("migrate=1,max_open_conns=%d", pool), log.Nop)
+			if err != nil {
+				t.Fatalf("opening %s storage: %v", driver, err)
+			}
+			defer closeStore()
+			ca, certPath, keyPath := writeCA(t)
+			srv := testServer(t, ca, store)
+			s, err := runLoadTest(t, srv.URL, certPath, keyPath, filepath.Join(t.TempDir(), "fleet.json"),
+				"-devices", "10", "-workers", "4", "-rounds", "1", "-commands", "2", "-key-type", "ecdsa",
+				"-notnow", "0.2", "-db-driver", driver, "-db-dsn", dsn)
+			if err != nil {
+				t.Fatalf("load run: %v (problems %v)", err, s.Problems)
+			}
+			if s.Commands.Answered != 20 {
+				t.Errorf("answered %d commands, want 20", s.Commands.Answered)
+			}
+			if s.DB == nil || s.DB.SessionsOpened == nil || s.DB.SessionsOpenAtEnd == nil {
+				t.Fatalf("no database sessions reported: %+v", s.DB)
+			}
+			// MariaDB's counter is server-wide: other clients may add to it.
+			if driver == "pgsql" && *s.DB.SessionsOpened > pool {
+				t.Errorf("%d sessions opened, more than the pool of %d", *s.DB.SessionsOpened, pool)
+			}
+			if *s.DB.SessionsOpenAtEnd > pool {
+				t.Errorf("%d sessions open at the end, more than the pool of %d", *s.DB.SessionsOpenAtEnd, pool)
+			}
+			if s.DB.PID != 0 && phaseOf(t, s, "command loop").DBCPUMS == nil {
+				t.Errorf("database pid %d found, but no database CPU reported", s.DB.PID)
+			}
+		})
 	}
 }
