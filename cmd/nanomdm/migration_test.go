@@ -122,15 +122,8 @@ func TestMigrationEndpoint(t *testing.T) {
 }
 
 // migrationPairs are the source and destination backends nano2nano is
-// tested between. Adding a pair is one line. The SQL pairs join once
-// storage/pgsql and storage/mysql land: define pgsqlBackend and
-// mysqlBackend beside fileBackend (flags from NANOMDM_TEST_PGSQL_DSN /
-// NANOMDM_TEST_MYSQL_DSN, t.Skip when unset) and add
-//
-//	{"file to pgsql", fileBackend, pgsqlBackend},
-//	{"pgsql to mysql", pgsqlBackend, mysqlBackend},
-//
-// A SQL source that is shared with other tests also migrates their
+// tested between. Adding a pair is one line; the SQL backends come from
+// sqlbackends_test.go (a fresh schema or database per use). A SQL source that is shared with other tests also migrates their
 // enrollments; the checks below look only at this test's devices.
 var migrationPairs = []struct {
 	name     string
@@ -138,6 +131,8 @@ var migrationPairs = []struct {
 }{
 	{"file to file", fileBackend, fileBackend},
 	{"file to inmem", fileBackend, inmemBackend},
+	{"file to pgsql", fileBackend, pgsqlBackend},
+	{"pgsql to mysql", pgsqlBackend, mysqlBackend},
 }
 
 // buildNano2Nano compiles cmd/nano2nano into a temporary directory.
