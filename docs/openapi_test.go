@@ -304,6 +304,9 @@ func TestOpenAPIRoutes(t *testing.T) {
 			if op.basicAuth && !op.codes["401"] {
 				t.Errorf("docs/openapi.yaml:%d: %s %s uses Basic auth and does not list 401", op.line, op.method, op.path)
 			}
+			if op.basicAuth && !op.codes["429"] {
+				t.Errorf("docs/openapi.yaml:%d: %s %s uses Basic auth and does not list 429 (-api-auth-fail-limit lock-out)", op.line, op.method, op.path)
+			}
 			if op.device && op.codes["401"] {
 				t.Errorf("docs/openapi.yaml:%d: %s %s is a device endpoint and lists 401: devices may unenroll on 401, these never answer it", op.line, op.method, op.path)
 			}

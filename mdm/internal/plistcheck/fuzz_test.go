@@ -96,7 +96,7 @@ func FuzzCheck(f *testing.F) {
 		}
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
-		groobDecode(t, data, 30*time.Second)
+		groobDecode(t, data)
 		runtime.ReadMemStats(&after)
 		if alloc, limit := after.TotalAlloc-before.TotalAlloc, allocBound(len(data)); alloc > limit {
 			t.Fatalf("groob/plist allocated %d bytes for a %d-byte input (limit %d)", alloc, len(data), limit)
@@ -127,7 +127,7 @@ func TestWorstAccepted(t *testing.T) {
 			var before, after runtime.MemStats
 			runtime.ReadMemStats(&before)
 			start := time.Now()
-			groobDecode(t, tc.data, 30*time.Second)
+			groobDecode(t, tc.data)
 			elapsed := time.Since(start)
 			runtime.ReadMemStats(&after)
 			alloc, limit := after.TotalAlloc-before.TotalAlloc, allocBound(len(tc.data))
