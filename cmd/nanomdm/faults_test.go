@@ -733,8 +733,12 @@ func TestFaultGracefulShutdown(t *testing.T) {
 	var events atomic.Int64
 	hook := newHookServer(t, 5*time.Millisecond, &events)
 	const shutdownTimeout = 10 * time.Second
+	// The devices below make events faster than two workers deliver them
+	// to a 5 ms receiver; the queue is sized so that none is dropped for
+	// being full (that is TestStallingEndpoint's subject), leaving a
+	// backlog for the shutdown to flush.
 	setup := newServerSetup(t, fileBackend.flags(t), "-webhook-url", hook, "-webhook-workers", "2",
-		"-shutdown-timeout", shutdownTimeout.String())
+		"-webhook-queue-size", "100000", "-shutdown-timeout", shutdownTimeout.String())
 	p := setup.start()
 	fl := newFleet(t, setup, 10)
 	enrollEvents := int64(2 * len(fl.devs))
@@ -889,7 +893,8 @@ func TestFaultGracefulShutdown(t *testing.T) {
 	// Every event of every answered request reaches the webhook.
 	want := enrollEvents + ok200.Load() + slow
 	if got := events.Load(); got != want {
-		t.Errorf("webhook received %d events, want %d (enrolment, answered reports, slow check-ins)", got, want)
+		t.Errorf("webhook received %d events, want %d (enrolment, answered reports, slow check-ins); server log lines about drops:\n%s",
+			got, want, grepLines(p.logs(), "dropped"))
 	}
 }
 
@@ -909,4 +914,16 @@ func newHookServer(t *testing.T, delay time.Duration, n *atomic.Int64) string {
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	return "http://" + ln.Addr().String() + "/hook"
+}
+
+// grepLines returns the lines of text that contain substr.
+func grepLines(text, substr string) string {
+	var b strings.Builder
+	for _, line := range strings.Split(text, "\n") {
+		if strings.Contains(line, substr) {
+			b.WriteString(line)
+			b.WriteByte('\n')
+		}
+	}
+	return b.String()
 }
