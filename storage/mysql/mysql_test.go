@@ -220,3 +220,48 @@ func TestUpgradeToResultsIndex(t *testing.T) {
 		`SELECT COUNT(*) FROM information_schema.statistics
 		 WHERE table_schema = DATABASE() AND index_name = 'nano_command_results_command_uuid_idx'`, 2)
 }
+
+// TestReportCrashBetweenStatements: MySQL stores a report in two
+// statements, the result and then the queue update. When the second never
+// happens (the server dies, the connection drops), the result is kept and
+// the command stays queued, to be sent again; a command must never end up
+// acknowledged without its result. The second statement is made to fail
+// by a copy of the dialect whose queue update names a missing column.
+func TestReportCrashBetweenStatements(t *testing.T) {
+	for _, status := range []string{mdm.StatusAcknowledged, mdm.StatusNotNow} {
+		t.Run(status, func(t *testing.T) {
+			s := backend.OpenFresh(t, "")
+			broken := *dialect
+			broken.Queries.ReportDone = "UPDATE nano_enrollment_queue SET no_such_column = 1 WHERE id = :id AND command_uuid = :uuid"
+			broken.Queries.ReportNotNow = broken.Queries.ReportDone
+			dying := sqlstore.New(s.DB(), &broken, nil)
+
+			dev := storagetest.NewDevice(t)
+			dev.Enroll(t, s)
+			cmd := storagetest.NewCommand(t, "ProfileList")
+			storagetest.Enqueue(t, s, cmd, dev)
+			storagetest.WantNext(t, s, dev, false, cmd)
+
+			report := dev.Report(t, status, cmd.CommandUUID)
+			if err := dying.StoreCommandReport(dev.Request(), report); err == nil {
+				t.Fatal("report through the broken queue update: have no error")
+			}
+			stored := sqltest.Count(t, s.DB(), "SELECT COUNT(*) FROM nano_command_results WHERE id = ? AND command_uuid = ? AND status = ?",
+				dev.ID(), cmd.CommandUUID, status)
+			if stored != 1 {
+				t.Errorf("result rows after the failed queue update: have %d, want 1 (the result is written first)", stored)
+			}
+			// Not acknowledged: the command is still the next one.
+			storagetest.WantNext(t, s, dev, false, cmd)
+
+			// The device reports again and this time it lands.
+			storagetest.StoreReport(t, s, dev, status, cmd.CommandUUID)
+			if status == mdm.StatusNotNow {
+				storagetest.WantNext(t, s, dev, true, nil)
+				storagetest.WantNext(t, s, dev, false, cmd)
+			} else {
+				storagetest.WantNext(t, s, dev, false, nil)
+			}
+		})
+	}
+}

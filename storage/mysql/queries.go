@@ -98,7 +98,9 @@ WHERE q.id = :id AND q.command_uuid = :uuid AND q.active = 1`,
 
 	ReportDoneResult: `
 INSERT INTO nano_command_results (id, command_uuid, status, result)
-VALUES (:id, :uuid, :status, :result)
+SELECT q.id, q.command_uuid, :status, :result
+FROM nano_enrollment_queue q
+WHERE q.id = :id AND q.command_uuid = :uuid AND q.active = 1
 ON DUPLICATE KEY UPDATE
     status = VALUES(status),
     result = VALUES(result)`,
@@ -111,12 +113,14 @@ WHERE q.id = :id AND q.command_uuid = :uuid AND q.active = 1`,
 
 	ReportNotNowResult: `
 INSERT INTO nano_command_results (id, command_uuid, status, result, not_now_at, not_now_tally)
-VALUES (:id, :uuid, :status, :result, CURRENT_TIMESTAMP(6), 1)
+SELECT q.id, q.command_uuid, :status, :result, CURRENT_TIMESTAMP(6), 1
+FROM nano_enrollment_queue q
+WHERE q.id = :id AND q.command_uuid = :uuid AND q.active = 1
 ON DUPLICATE KEY UPDATE
     status        = VALUES(status),
     result        = VALUES(result),
-    not_now_at    = COALESCE(not_now_at, VALUES(not_now_at)),
-    not_now_tally = not_now_tally + 1`,
+    not_now_at    = COALESCE(nano_command_results.not_now_at, VALUES(not_now_at)),
+    not_now_tally = nano_command_results.not_now_tally + 1`,
 
 	ReportDelete: `
 DELETE FROM nano_enrollment_queue

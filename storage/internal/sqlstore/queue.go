@@ -12,10 +12,12 @@ import (
 
 // StoreCommandReport implements storage.CommandQueueStore.
 //
-// The first statement is the commit point: it takes the command off the
+// The queue statement is the commit point: it takes the command off the
 // queue (or flags it not-now) only while its row is active, so of two
 // reports racing for one command exactly one wins and the other gets
-// ErrUnknownCommand. The optional second statement stores the result.
+// ErrUnknownCommand. A separate result statement, where the dialect needs
+// one, runs before it (see Queries.ReportDoneResult); the touch after a
+// delete runs after it.
 func (s *Store) StoreCommandReport(r *mdm.Request, report *mdm.CommandResults) error {
 	ctx, id, _, err := requestIDs(r)
 	if err != nil {
@@ -52,6 +54,17 @@ func (s *Store) StoreCommandReport(r *mdm.Request, report *mdm.CommandResults) e
 		"status": report.Status,
 		"result": []byte(report.Raw),
 	}
+	if then != "" && !deleting {
+		// The result first: its affected-row count says nothing (MySQL
+		// counts an unchanged upsert as 0), the queue statement decides.
+		err = s.retry(ctx, "report result", func() error {
+			_, err := s.exec(ctx, s.db, then, args)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("storing %s result of %s for %s: %w", report.Status, id, report.CommandUUID, err)
+		}
+	}
 	var n int64
 	err = s.retry(ctx, "report", func() error {
 		n, err = s.exec(ctx, s.db, first, args)
@@ -63,13 +76,13 @@ func (s *Store) StoreCommandReport(r *mdm.Request, report *mdm.CommandResults) e
 	case n == 0:
 		return fmt.Errorf("%w: %q", storage.ErrUnknownCommand, report.CommandUUID)
 	}
-	if then != "" {
-		err = s.retry(ctx, "report result", func() error {
+	if deleting && then != "" {
+		err = s.retry(ctx, "report touch", func() error {
 			_, err := s.exec(ctx, s.db, then, args)
 			return err
 		})
 		if err != nil {
-			return fmt.Errorf("storing %s result of %s for %s: %w", report.Status, id, report.CommandUUID, err)
+			return fmt.Errorf("storing %s report of %s for %s: %w", report.Status, id, report.CommandUUID, err)
 		}
 	}
 	if deleting {

@@ -106,8 +106,12 @@ type Queries struct {
 	Touch string
 	// ReportDone takes command :uuid off the queue of :id (only while its
 	// row is active) and sets the last-seen time; its affected-row count
-	// is 0 when the command was not queued. ReportDoneResult (optional)
-	// then stores the result: :status and :result (raw bytes).
+	// is 0 when the command was not queued. Dialects that cannot also
+	// store the result in that statement set ReportDoneResult, which runs
+	// first and stores :status and :result (raw bytes) only while the
+	// queue row is active: if the server dies between the two, the result
+	// is kept and the command is sent again, never acknowledged without
+	// its result.
 	ReportDone       string
 	ReportDoneResult string
 	// ReportNotNow and ReportNotNowResult do the same for a NotNow
