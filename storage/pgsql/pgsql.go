@@ -42,6 +42,7 @@ var dialect = func() *sqlstore.Dialect {
 		Name:                 "pgsql",
 		NumberedPlaceholders: true,
 		MaxParams:            65535,
+		PrepareHot:           true,
 		Queries:              queries,
 		Schema:               sc,
 		IsDuplicate: func(err error) bool {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/lib/pq"
 
+	"github.com/nanomdm/nanomdm/mdm"
 	"github.com/nanomdm/nanomdm/storage/internal/sqlstore"
 	"github.com/nanomdm/nanomdm/storage/internal/sqlstore/sqltest"
 	"github.com/nanomdm/nanomdm/storage/storagetest"
@@ -140,4 +141,70 @@ func TestUpgradeToResultsIndex(t *testing.T) {
 		[]string{"DROP INDEX command_results_command_uuid_idx"},
 		`SELECT COUNT(*) FROM pg_indexes
 		 WHERE schemaname = current_schema() AND indexname = 'command_results_command_uuid_idx'`, 1)
+}
+
+// TestPreparedStatements: by default the command-loop statements are
+// prepared on the server, once per connection; prepare=0 turns that off.
+// With a pool of one connection, pg_prepared_statements (which lists the
+// statements of the session asking) shows them.
+func TestPreparedStatements(t *testing.T) {
+	for _, tc := range []struct {
+		options string
+		want    bool
+	}{
+		{"max_open_conns=1", true},
+		{"max_open_conns=1,prepare=0", false},
+	} {
+		t.Run(tc.options, func(t *testing.T) {
+			s := backend.OpenFresh(t, tc.options)
+			dev := storagetest.NewDevice(t)
+			dev.Enroll(t, s)
+			cmd := storagetest.NewCommand(t, "ProfileList")
+			storagetest.Enqueue(t, s, cmd, dev)
+			for i := 0; i < 2; i++ {
+				storagetest.WantNext(t, s, dev, false, cmd)
+			}
+			storagetest.StoreReport(t, s, dev, mdm.StatusAcknowledged, cmd.CommandUUID)
+			storagetest.WantNext(t, s, dev, false, nil)
+
+			rows, err := s.DB().Query("SELECT statement FROM pg_prepared_statements")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rows.Close()
+			var have []string
+			for rows.Next() {
+				var text string
+				if err := rows.Scan(&text); err != nil {
+					t.Fatal(err)
+				}
+				have = append(have, text)
+			}
+			if err := rows.Err(); err != nil {
+				t.Fatal(err)
+			}
+			found := map[string]bool{}
+			for _, text := range have {
+				for name, q := range map[string]string{"NextCommand": queries.NextCommand, "ReportDone": queries.ReportDone} {
+					if strings.Contains(text, strings.TrimSpace(strings.Split(q, ":id")[0])) {
+						found[name] = true
+					}
+				}
+			}
+			if tc.want && (!found["NextCommand"] || !found["ReportDone"]) {
+				t.Errorf("prepared on the session: %d statements, NextCommand %v, ReportDone %v; want both", len(have), found["NextCommand"], found["ReportDone"])
+			}
+			if !tc.want && len(have) != 0 {
+				t.Errorf("prepare=0: %d statements prepared on the session, want none:\n%s", len(have), strings.Join(have, "\n---\n"))
+			}
+			// Each prepared once, however often it ran.
+			seen := map[string]int{}
+			for _, text := range have {
+				seen[text]++
+				if seen[text] > 1 {
+					t.Errorf("statement prepared %d times on one session:\n%s", seen[text], text)
+				}
+			}
+		})
+	}
 }

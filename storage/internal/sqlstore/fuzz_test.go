@@ -48,9 +48,15 @@ func FuzzParseConfig(f *testing.F) {
 		}
 		again := fmt.Sprintf("delete=%s,migrate=%s,max_open_conns=%d,max_idle_conns=%d,conn_max_lifetime=%s,conn_max_idle_time=%s",
 			flagText(c.Delete), flagText(c.Migrate), c.MaxOpenConns, c.MaxIdleConns, c.ConnMaxLifetime, c.ConnMaxIdleTime)
+		if c.Prepare != nil {
+			again += ",prepare=" + flagText(*c.Prepare)
+		}
 		c2, err := ParseConfig(again)
 		if err != nil {
 			t.Fatalf("re-parsing %q (from %q): %v", again, options, err)
+		}
+		if (c2.Prepare == nil) != (c.Prepare == nil) || (c.Prepare != nil && *c2.Prepare != *c.Prepare) {
+			t.Fatalf("round trip of %q through %q changed prepare", options, again)
 		}
 		if c2.Delete != c.Delete || c2.Migrate != c.Migrate || c2.MaxOpenConns != c.MaxOpenConns ||
 			c2.MaxIdleConns != c.MaxIdleConns || c2.ConnMaxLifetime != c.ConnMaxLifetime || c2.ConnMaxIdleTime != c.ConnMaxIdleTime {

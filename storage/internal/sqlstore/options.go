@@ -31,6 +31,11 @@ type Config struct {
 	// Migrate creates the schema in an empty database, or upgrades an
 	// older one, when the store is opened.
 	Migrate bool
+	// Prepare, when set, overrides the dialect's choice of whether the
+	// command-loop statements are prepared on the server once per
+	// connection (Dialect.PrepareHot). Off suits connection poolers that
+	// cannot keep prepared statements.
+	Prepare *bool
 
 	MaxOpenConns    int // 0 means unlimited
 	MaxIdleConns    int // kept idle; defaults to MaxOpenConns
@@ -64,7 +69,7 @@ func WithDial(dial func(ctx context.Context, network, addr string) (net.Conn, er
 
 // OptionNames are the keys accepted in the -storage-options string.
 var OptionNames = []string{
-	"delete", "migrate",
+	"delete", "migrate", "prepare",
 	"max_open_conns", "max_idle_conns", "conn_max_lifetime", "conn_max_idle_time",
 }
 
@@ -102,6 +107,10 @@ func ParseConfig(options string, opts ...Option) (*Config, error) {
 			c.Delete, err = parseFlag(value)
 		case "migrate":
 			c.Migrate, err = parseFlag(value)
+		case "prepare":
+			var on bool
+			on, err = parseFlag(value)
+			c.Prepare = &on
 		case "max_open_conns":
 			c.MaxOpenConns, err = parseCount(value)
 		case "max_idle_conns":

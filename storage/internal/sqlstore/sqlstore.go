@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/nanomdm/nanomdm/log"
@@ -45,6 +46,11 @@ type Dialect struct {
 	MaxMessageBytes func(ctx context.Context, db *sql.DB) (int, error)
 	// TooLargeHint tells the operator how to allow larger messages.
 	TooLargeHint string
+	// PrepareHot prepares the statements of the command loop (see
+	// hotQueries) on the server, once per connection, unless the prepare
+	// option turns it off. It saves the server parsing and planning them
+	// on every device request.
+	PrepareHot bool
 }
 
 // ErrTooLarge means a raw message is larger than the database server
@@ -207,6 +213,10 @@ type Store struct {
 	logger     log.Logger
 	stmts      statementCache
 	maxMessage int // 0: no limit known
+
+	hot       map[string]bool // texts of statements to prepare; nil: none
+	preparing sync.Mutex
+	prepared  sync.Map // rendered query -> *sql.Stmt
 }
 
 // New returns a store over db. The schema is expected to be in place
@@ -219,7 +229,57 @@ func New(db *sql.DB, d *Dialect, cfg *Config) *Store {
 	if logger == nil {
 		logger = log.Nop
 	}
-	return &Store{db: db, d: d, cfg: cfg, logger: logger}
+	s := &Store{db: db, d: d, cfg: cfg, logger: logger}
+	prepare := d.PrepareHot
+	if cfg.Prepare != nil {
+		prepare = *cfg.Prepare
+	}
+	if prepare {
+		s.hot = map[string]bool{}
+		for _, text := range d.Queries.hotQueries() {
+			if text != "" {
+				s.hot[text] = true
+			}
+		}
+	}
+	return s
+}
+
+// hotQueries are the statements every device request runs. They take no
+// list parameters, so each renders to one fixed query that can be
+// prepared once per connection.
+func (q *Queries) hotQueries() []string {
+	return []string{
+		q.Touch, q.ReportDone, q.ReportDoneResult, q.ReportNotNow, q.ReportNotNowResult,
+		q.ReportDelete, q.ReportDeleteTouch, q.NextCommand, q.NextCommandSkipNotNow,
+	}
+}
+
+// statementFor returns the prepared statement of query when text is a hot
+// statement and q is the pool (not a transaction), preparing it on first
+// use; otherwise nil. database/sql prepares it again on each connection
+// that runs it.
+func (s *Store) statementFor(ctx context.Context, q querier, text, query string) (*sql.Stmt, error) {
+	if s.hot == nil || !s.hot[text] {
+		return nil, nil
+	}
+	if db, ok := q.(*sql.DB); !ok || db != s.db {
+		return nil, nil
+	}
+	if st, ok := s.prepared.Load(query); ok {
+		return st.(*sql.Stmt), nil
+	}
+	s.preparing.Lock()
+	defer s.preparing.Unlock()
+	if st, ok := s.prepared.Load(query); ok {
+		return st.(*sql.Stmt), nil
+	}
+	st, err := s.db.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, s.wrap(err)
+	}
+	s.prepared.Store(query, st)
+	return st, nil
 }
 
 // DB returns the connection pool of the store.
@@ -246,8 +306,14 @@ func (s *Store) Prepare(ctx context.Context) error {
 	return s.CheckSchema(ctx)
 }
 
-// Close closes the connection pool.
-func (s *Store) Close() error { return s.db.Close() }
+// Close closes the prepared statements and the connection pool.
+func (s *Store) Close() error {
+	s.prepared.Range(func(_, st any) bool {
+		st.(*sql.Stmt).Close()
+		return true
+	})
+	return s.db.Close()
+}
 
 // querier is what *sql.DB, *sql.Tx and *sql.Conn have in common.
 type querier interface {
@@ -268,7 +334,16 @@ func (s *Store) exec(ctx context.Context, q querier, text string, args Args) (in
 	if err != nil {
 		return 0, err
 	}
-	res, err := q.ExecContext(ctx, query, vals...)
+	st, err := s.statementFor(ctx, q, text, query)
+	if err != nil {
+		return 0, err
+	}
+	var res sql.Result
+	if st != nil {
+		res, err = st.ExecContext(ctx, vals...)
+	} else {
+		res, err = q.ExecContext(ctx, query, vals...)
+	}
 	if err != nil {
 		return 0, s.wrap(err)
 	}
@@ -281,7 +356,16 @@ func (s *Store) query(ctx context.Context, q querier, text string, args Args) (*
 	if err != nil {
 		return nil, err
 	}
-	rows, err := q.QueryContext(ctx, query, vals...)
+	st, err := s.statementFor(ctx, q, text, query)
+	if err != nil {
+		return nil, err
+	}
+	var rows *sql.Rows
+	if st != nil {
+		rows, err = st.QueryContext(ctx, vals...)
+	} else {
+		rows, err = q.QueryContext(ctx, query, vals...)
+	}
 	return rows, s.wrap(err)
 }
 

@@ -128,6 +128,15 @@ func TestParseConfig(t *testing.T) {
 	if !c.Delete || !c.Migrate || c.MaxOpenConns != 20 || c.MaxIdleConns != 20 || c.ConnMaxLifetime != 30*time.Minute || c.ConnMaxIdleTime != 0 {
 		t.Errorf("parsed: have %+v", c)
 	}
+	if c.Prepare != nil {
+		t.Errorf("prepare unset: have %v, want nil (the dialect decides)", *c.Prepare)
+	}
+	for _, v := range []bool{false, true} {
+		c, err = ParseConfig("prepare=" + flagText(v))
+		if err != nil || c.Prepare == nil || *c.Prepare != v {
+			t.Errorf("prepare=%s: have %+v, %v", flagText(v), c, err)
+		}
+	}
 	c, err = ParseConfig("max_open_conns=0")
 	if err != nil || c.MaxIdleConns != DefaultMaxOpenConns {
 		t.Errorf("unlimited pool: have %+v, %v; want %d idle", c, err, DefaultMaxOpenConns)
@@ -139,6 +148,7 @@ func TestParseConfig(t *testing.T) {
 	for _, tc := range []struct{ options, want string }{
 		{"deleet=1", `unknown option "deleet"`},
 		{"delete=yes", `delete="yes": want 1 or 0`},
+		{"prepare=on", `prepare="on": want 1 or 0`},
 		{"delete", "has no value"},
 		{"max_open_conns=-1", "whole number"},
 		{"max_idle_conns=x", "whole number"},
