@@ -245,48 +245,91 @@ func New(db *sql.DB, d *Dialect, cfg *Config) *Store {
 	return s
 }
 
-// hotQueries are the statements every device request runs. They take no
-// list parameters, so each renders to one fixed query that can be
-// prepared once per connection.
+// hotQueries are the statements device requests run: the command loop,
+// the certificate checks and the check-ins. They take no list parameters,
+// so each renders to one fixed query that can be prepared once per
+// connection.
 func (q *Queries) hotQueries() []string {
 	return []string{
 		q.Touch, q.ReportDone, q.ReportDoneResult, q.ReportNotNow, q.ReportNotNowResult,
 		q.ReportDelete, q.ReportDeleteTouch, q.NextCommand, q.NextCommandSkipNotNow,
+		q.HasCertHash, q.EnrollmentHasCertHash, q.IsCertHashAssociated, q.AssociateCertHash,
+		q.UpsertAuthenticate, q.UpsertDeviceTokenUpdate, q.UpsertUserTokenUpdate, q.UpsertEnrollment, q.SelectTally,
 	}
 }
 
 // statementFor returns the prepared statement of query when text is a hot
-// statement and q is the pool (not a transaction), preparing it on first
-// use; otherwise nil. database/sql prepares it again on each connection
-// that runs it.
-func (s *Store) statementFor(ctx context.Context, q querier, text, query string) (*sql.Stmt, error) {
-	if s.hot == nil || !s.hot[text] {
-		return nil, nil
+// statement prepared by Prepare; otherwise nil. database/sql prepares it
+// again on each connection that runs it; in a transaction the statement
+// is bound to the transaction's connection (and closed with it, the
+// connection keeping it prepared).
+func (s *Store) statementFor(ctx context.Context, q querier, text, query string, args Args) *sql.Stmt {
+	if s.hot == nil || !s.hot[text] || hasList(args) {
+		return nil
 	}
-	if db, ok := q.(*sql.DB); !ok || db != s.db {
-		return nil, nil
+	v, ok := s.prepared.Load(query)
+	if !ok {
+		return nil
 	}
-	if st, ok := s.prepared.Load(query); ok {
-		return st.(*sql.Stmt), nil
+	st := v.(*sql.Stmt)
+	switch q := q.(type) {
+	case *sql.DB:
+		if q == s.db {
+			return st
+		}
+	case *sql.Tx:
+		return q.StmtContext(ctx, st)
 	}
-	s.preparing.Lock()
-	defer s.preparing.Unlock()
-	if st, ok := s.prepared.Load(query); ok {
-		return st.(*sql.Stmt), nil
+	return nil
+}
+
+// prepareHot prepares every hot statement on the pool. It runs when the
+// store opens, before any transaction: a statement first prepared from
+// inside a transaction would need a second connection, and with every
+// connection of the pool in a transaction that would wait forever.
+func (s *Store) prepareHot(ctx context.Context) error {
+	for text := range s.hot {
+		st := s.stmts.get(text)
+		args := Args{}
+		for _, p := range st.parts {
+			if p.param != "" {
+				args[p.param] = nil
+			}
+		}
+		query, _, err := s.d.bind(st, args)
+		if err != nil {
+			return err
+		}
+		if _, ok := s.prepared.Load(query); ok {
+			continue
+		}
+		prepared, err := s.db.PrepareContext(ctx, query)
+		if err != nil {
+			return fmt.Errorf("preparing statement: %w", s.wrap(err))
+		}
+		s.prepared.Store(query, prepared)
 	}
-	st, err := s.db.PrepareContext(ctx, query)
-	if err != nil {
-		return nil, s.wrap(err)
+	return nil
+}
+
+// hasList reports whether args holds a list, which renders to a query of
+// varying length: such a statement is never prepared.
+func hasList(args Args) bool {
+	for _, v := range args {
+		switch v.(type) {
+		case []string, Rows:
+			return true
+		}
 	}
-	s.prepared.Store(query, st)
-	return st, nil
+	return false
 }
 
 // DB returns the connection pool of the store.
 func (s *Store) DB() *sql.DB { return s.db }
 
-// Prepare pings the server and checks the schema; with the migrate
-// option it first creates or upgrades the schema.
+// Prepare pings the server and checks the schema (with the migrate
+// option it first creates or upgrades it), then prepares the hot
+// statements when the dialect or the prepare option asks for it.
 func (s *Store) Prepare(ctx context.Context) error {
 	if err := s.db.PingContext(ctx); err != nil {
 		return fmt.Errorf("connecting: %w", err)
@@ -303,7 +346,10 @@ func (s *Store) Prepare(ctx context.Context) error {
 			return err
 		}
 	}
-	return s.CheckSchema(ctx)
+	if err := s.CheckSchema(ctx); err != nil {
+		return err
+	}
+	return s.prepareHot(ctx)
 }
 
 // Close closes the prepared statements and the connection pool.
@@ -334,10 +380,7 @@ func (s *Store) exec(ctx context.Context, q querier, text string, args Args) (in
 	if err != nil {
 		return 0, err
 	}
-	st, err := s.statementFor(ctx, q, text, query)
-	if err != nil {
-		return 0, err
-	}
+	st := s.statementFor(ctx, q, text, query, args)
 	var res sql.Result
 	if st != nil {
 		res, err = st.ExecContext(ctx, vals...)
@@ -356,10 +399,7 @@ func (s *Store) query(ctx context.Context, q querier, text string, args Args) (*
 	if err != nil {
 		return nil, err
 	}
-	st, err := s.statementFor(ctx, q, text, query)
-	if err != nil {
-		return nil, err
-	}
+	st := s.statementFor(ctx, q, text, query, args)
 	var rows *sql.Rows
 	if st != nil {
 		rows, err = st.QueryContext(ctx, vals...)
