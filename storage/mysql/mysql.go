@@ -165,6 +165,7 @@ func New(ctx context.Context, dsn, options string, opts ...Option) (*MySQL, erro
 	if cfg.Dial != nil {
 		dcfg.DialFunc = cfg.Dial
 	}
+	dcfg.Logger = driverLogger{cfg.Logger}
 	connector, err := driver.NewConnector(dcfg)
 	if err != nil {
 		return nil, fmt.Errorf("mysql: %w", err)
@@ -177,6 +178,15 @@ func New(ctx context.Context, dsn, options string, opts ...Option) (*MySQL, erro
 		return nil, fmt.Errorf("mysql: %w", err)
 	}
 	return s, nil
+}
+
+// driverLogger turns the driver's own messages (such as "unexpected EOF"
+// when the server drops a connection), which it would otherwise print to
+// stderr unstructured, into log lines of the store's logger.
+type driverLogger struct{ l log.Logger }
+
+func (d driverLogger) Print(v ...any) {
+	d.l.Info("msg", "mysql driver", "detail", strings.TrimSpace(fmt.Sprint(v...)))
 }
 
 // ErrSchema wraps every problem with the database schema.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nanomdm/nanomdm/mdm"
 	"github.com/nanomdm/nanomdm/storage/internal/sqlstore"
@@ -264,4 +265,42 @@ func TestReportCrashBetweenStatements(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDriverMessagesLogged: what the driver has to say (here, that the
+// server dropped an idle connection) reaches the store's logger as a
+// structured line instead of unstructured stderr.
+func TestDriverMessagesLogged(t *testing.T) {
+	dsn := backend.FreshDSN(t)
+	rec := sqltest.NewRecorder()
+	s := backend.OpenDSN(t, dsn, "max_open_conns=1", sqlstore.WithLogger(rec))
+	var connID int64
+	if err := s.DB().QueryRow("SELECT CONNECTION_ID()").Scan(&connID); err != nil {
+		t.Fatal(err)
+	}
+	admin, err := sql.Open("mysql", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	if _, err := admin.Exec(fmt.Sprintf("KILL %d", connID)); err != nil {
+		t.Fatalf("killing the store's session: %v", err)
+	}
+	// The pool finds its idle connection dead, says so, and carries on
+	// with a new one.
+	deadline := time.Now().Add(5 * time.Second)
+	for len(rec.Grep("mysql driver")) == 0 && time.Now().Before(deadline) {
+		var one int
+		if err := s.DB().QueryRow("SELECT 1").Scan(&one); err != nil {
+			t.Logf("query after the kill: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	lines := rec.Grep("mysql driver")
+	if len(lines) == 0 {
+		t.Fatal("no driver message reached the store's logger after its connection was killed")
+	}
+	t.Logf("logged: %s", lines[0])
+	dev := storagetest.NewDevice(t)
+	dev.Enroll(t, s)
 }
