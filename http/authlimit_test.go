@@ -125,3 +125,43 @@ func TestAuthFailureLimiterOff(t *testing.T) {
 		}
 	}
 }
+
+// TestBasicAuthCredentials: only the exact user and key get through;
+// prefixes, extensions, case changes, an empty key, another user and
+// missing or malformed credentials are all 401 with a challenge.
+func TestBasicAuthCredentials(t *testing.T) {
+	h := BasicAuthMiddleware(nethttp.NotFoundHandler(), APIUsername, "secret", "nanomdm")
+	for _, tc := range []struct {
+		name       string
+		user, pass string
+		header     string // raw Authorization, when set
+		want       int
+	}{
+		{name: "right", user: APIUsername, pass: "secret", want: nethttp.StatusNotFound},
+		{name: "prefix of the key", user: APIUsername, pass: "secre", want: nethttp.StatusUnauthorized},
+		{name: "key extended", user: APIUsername, pass: "secretX", want: nethttp.StatusUnauthorized},
+		{name: "case changed", user: APIUsername, pass: "Secret", want: nethttp.StatusUnauthorized},
+		{name: "empty key", user: APIUsername, pass: "", want: nethttp.StatusUnauthorized},
+		{name: "other user", user: "admin", pass: "secret", want: nethttp.StatusUnauthorized},
+		{name: "no credentials", want: nethttp.StatusUnauthorized},
+		{name: "not base64", header: "Basic !!!", want: nethttp.StatusUnauthorized},
+		{name: "bearer", header: "Bearer secret", want: nethttp.StatusUnauthorized},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest(nethttp.MethodGet, "/v1/x", nil)
+			switch {
+			case tc.header != "":
+				r.Header.Set("Authorization", tc.header)
+			case tc.user != "" || tc.pass != "":
+				r.SetBasicAuth(tc.user, tc.pass)
+			}
+			rec := serveAuth(h, r)
+			if rec.Code != tc.want {
+				t.Fatalf("have %d, want %d", rec.Code, tc.want)
+			}
+			if tc.want == nethttp.StatusUnauthorized && rec.Header().Get("WWW-Authenticate") != `Basic realm="nanomdm"` {
+				t.Errorf("WWW-Authenticate: have %q", rec.Header().Get("WWW-Authenticate"))
+			}
+		})
+	}
+}

@@ -6,6 +6,7 @@ package http
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
@@ -109,7 +110,9 @@ func BasicAuthMiddleware(next nethttp.Handler, user, password, realm string, opt
 	for _, f := range opts {
 		f(&o)
 	}
-	wantUser, wantPass := []byte(user), []byte(password)
+	// Digests are compared, not the texts: ConstantTimeCompare returns at
+	// once on a length mismatch, which would tell a guesser the length.
+	wantUser, wantPass := sha256.Sum256([]byte(user)), sha256.Sum256([]byte(password))
 	return nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
 		var key string
 		if o.limiter != nil {
@@ -120,8 +123,9 @@ func BasicAuthMiddleware(next nethttp.Handler, user, password, realm string, opt
 			}
 		}
 		u, p, ok := r.BasicAuth()
-		userOK := subtle.ConstantTimeCompare([]byte(u), wantUser)
-		passOK := subtle.ConstantTimeCompare([]byte(p), wantPass)
+		haveUser, havePass := sha256.Sum256([]byte(u)), sha256.Sum256([]byte(p))
+		userOK := subtle.ConstantTimeCompare(haveUser[:], wantUser[:])
+		passOK := subtle.ConstantTimeCompare(havePass[:], wantPass[:])
 		if !ok || userOK&passOK != 1 {
 			if o.limiter != nil {
 				o.limiter.fail(key)
