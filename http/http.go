@@ -35,26 +35,44 @@ func newTraceID() string {
 	return hex.EncodeToString(b[:])
 }
 
-type statusRecorder struct {
+// StatusRecorder is a ResponseWriter that remembers the status code the
+// handler answered with, for middleware that logs or counts it.
+type StatusRecorder struct {
 	nethttp.ResponseWriter
 	status int
 }
 
-func (s *statusRecorder) WriteHeader(code int) {
+// NewStatusRecorder wraps w.
+func NewStatusRecorder(w nethttp.ResponseWriter) *StatusRecorder {
+	return &StatusRecorder{ResponseWriter: w}
+}
+
+// Status returns the status answered so far: 200 when the handler wrote
+// nothing, as net/http then answers 200.
+func (s *StatusRecorder) Status() int {
+	if s.status == 0 {
+		return nethttp.StatusOK
+	}
+	return s.status
+}
+
+func (s *StatusRecorder) WriteHeader(code int) {
 	if s.status == 0 {
 		s.status = code
 	}
 	s.ResponseWriter.WriteHeader(code)
 }
 
-func (s *statusRecorder) Write(b []byte) (int, error) {
+func (s *StatusRecorder) Write(b []byte) (int, error) {
 	if s.status == 0 {
 		s.status = nethttp.StatusOK
 	}
 	return s.ResponseWriter.Write(b)
 }
 
-func (s *statusRecorder) Unwrap() nethttp.ResponseWriter { return s.ResponseWriter }
+// Unwrap lets http.ResponseController reach the real writer (to flush a
+// proxied stream, for example).
+func (s *StatusRecorder) Unwrap() nethttp.ResponseWriter { return s.ResponseWriter }
 
 // TraceLoggingMiddleware gives every request a 16-hex-character trace ID
 // (in the context and in the log fields of the context) and logs one line
@@ -66,17 +84,13 @@ func TraceLoggingMiddleware(next nethttp.Handler, logger log.Logger) nethttp.Han
 		id := newTraceID()
 		ctx := WithTraceID(r.Context(), id)
 		ctx = log.WithFields(ctx, "trace_id", id)
-		rec := &statusRecorder{ResponseWriter: w}
+		rec := NewStatusRecorder(w)
 		next.ServeHTTP(rec, r.WithContext(ctx))
 		kv := []interface{}{"addr", r.RemoteAddr, "method", r.Method, "path", r.URL.Path, "agent", r.UserAgent()}
 		if fwd := r.Header.Get("X-Forwarded-For"); fwd != "" {
 			kv = append(kv, "x_forwarded_for", fwd)
 		}
-		status := rec.status
-		if status == 0 {
-			status = nethttp.StatusOK
-		}
-		kv = append(kv, "status", status, "duration", time.Since(start).String())
+		kv = append(kv, "status", rec.Status(), "duration", time.Since(start).String())
 		log.From(ctx, logger).Info(kv...)
 	})
 }

@@ -4,31 +4,9 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	mdmhttp "github.com/nanomdm/nanomdm/http"
 )
-
-// statusWriter remembers the status code a handler answered with.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (s *statusWriter) WriteHeader(code int) {
-	if s.status == 0 {
-		s.status = code
-	}
-	s.ResponseWriter.WriteHeader(code)
-}
-
-func (s *statusWriter) Write(b []byte) (int, error) {
-	if s.status == 0 {
-		s.status = http.StatusOK
-	}
-	return s.ResponseWriter.Write(b)
-}
-
-// Unwrap lets http.ResponseController reach the real writer (to flush a
-// proxied stream, for example).
-func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 // HTTPMiddleware counts the requests next answers by route and status
 // code, times them by route and tracks those in flight. routeOf names
@@ -44,15 +22,11 @@ func (m *Metrics) HTTPMiddleware(next http.Handler, routeOf func(*http.Request) 
 		m.inFlight.Inc()
 		defer m.inFlight.Dec()
 		start := time.Now()
-		sw := &statusWriter{ResponseWriter: w}
+		sw := mdmhttp.NewStatusRecorder(w)
 		defer func() {
 			// Counted even when next panics (net/http recovers it and
 			// drops the connection).
-			status := sw.status
-			if status == 0 {
-				status = http.StatusOK
-			}
-			m.requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
+			m.requests.WithLabelValues(route, strconv.Itoa(sw.Status())).Inc()
 			m.requestSeconds.WithLabelValues(route).Observe(time.Since(start).Seconds())
 		}()
 		next.ServeHTTP(sw, r)
