@@ -139,8 +139,9 @@ func (s *Storage) withUsersLocked(e *enrollment) []*enrollment {
 	return out
 }
 
-// StoreAuthenticate implements storage.CheckinStore.
-func (s *Storage) StoreAuthenticate(r *mdm.Request, msg *mdm.Authenticate) error {
+// storeCheckin runs update on the enrollment of r, creating it if
+// needed, and marks it seen now.
+func (s *Storage) storeCheckin(r *mdm.Request, update func(e *enrollment)) error {
 	id, _, err := requestID(r)
 	if err != nil {
 		return err
@@ -148,53 +149,46 @@ func (s *Storage) StoreAuthenticate(r *mdm.Request, msg *mdm.Authenticate) error
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e := s.enrollmentLocked(id, true)
-	e.authenticate = clone(msg.Raw)
-	e.serial = msg.SerialNumber
+	update(e)
 	e.lastSeen = time.Now()
-	for _, c := range s.withUsersLocked(e) {
-		c.queue = nil
-		c.enabled, c.tally = false, 0
-	}
 	return nil
+}
+
+// StoreAuthenticate implements storage.CheckinStore.
+func (s *Storage) StoreAuthenticate(r *mdm.Request, msg *mdm.Authenticate) error {
+	return s.storeCheckin(r, func(e *enrollment) {
+		e.authenticate = clone(msg.Raw)
+		e.serial = msg.SerialNumber
+		for _, c := range s.withUsersLocked(e) {
+			c.queue = nil
+			c.enabled, c.tally = false, 0
+		}
+	})
 }
 
 // StoreTokenUpdate implements storage.CheckinStore.
 func (s *Storage) StoreTokenUpdate(r *mdm.Request, msg *mdm.TokenUpdate) error {
-	id, _, err := requestID(r)
-	if err != nil {
-		return err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e := s.enrollmentLocked(id, true)
-	e.tokenUpdate = clone(msg.Raw)
-	e.push = &mdm.Push{Topic: msg.Topic, PushMagic: msg.PushMagic, Token: clone(msg.Token)}
-	if len(msg.UnlockToken) > 0 {
-		e.unlockToken = clone(msg.UnlockToken)
-	}
-	e.typ = r.EnrollID.Type.String()
-	e.enabled = true
-	e.tally++
-	e.lastSeen = time.Now()
-	return nil
+	return s.storeCheckin(r, func(e *enrollment) {
+		e.tokenUpdate = clone(msg.Raw)
+		e.push = &mdm.Push{Topic: msg.Topic, PushMagic: msg.PushMagic, Token: clone(msg.Token)}
+		if len(msg.UnlockToken) > 0 {
+			e.unlockToken = clone(msg.UnlockToken)
+		}
+		e.typ = r.EnrollID.Type.String()
+		e.enabled = true
+		e.tally++
+	})
 }
 
 // StoreUserAuthenticate implements storage.CheckinStore.
 func (s *Storage) StoreUserAuthenticate(r *mdm.Request, msg *mdm.UserAuthenticate) error {
-	id, _, err := requestID(r)
-	if err != nil {
-		return err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e := s.enrollmentLocked(id, true)
-	if msg.DigestResponse != "" {
-		e.userDigest = clone(msg.Raw)
-	} else {
-		e.userAuthenticate = clone(msg.Raw)
-	}
-	e.lastSeen = time.Now()
-	return nil
+	return s.storeCheckin(r, func(e *enrollment) {
+		if msg.DigestResponse != "" {
+			e.userDigest = clone(msg.Raw)
+		} else {
+			e.userAuthenticate = clone(msg.Raw)
+		}
+	})
 }
 
 // Disable implements storage.CheckinStore.
