@@ -93,11 +93,7 @@ func (s *Store) clearQueues(ctx context.Context, tx *sql.Tx, id string, users bo
 // command behind, which is harmless: it is logged, not returned.
 func (s *Store) deleteOrphanCommands(ctx context.Context, uuids []string) {
 	for _, batch := range batches(uuids, s.batchSize(1)) {
-		err := s.retry(ctx, "delete commands", func() error {
-			_, err := s.exec(ctx, s.db, s.d.Queries.DeleteOrphanCommands, Args{"uuids": batch})
-			return err
-		})
-		if err != nil {
+		if _, err := s.execRetry(ctx, "delete commands", s.d.Queries.DeleteOrphanCommands, Args{"uuids": batch}); err != nil {
 			s.logger.Info("msg", "deleting commands no enrollment refers to", "commands", len(batch), "err", err)
 		}
 	}
@@ -155,15 +151,12 @@ func (s *Store) StoreUserAuthenticate(r *mdm.Request, msg *mdm.UserAuthenticate)
 	if msg.DigestResponse != "" {
 		q = s.d.Queries.UpsertUserAuthenticateDigest
 	}
-	err = s.retry(ctx, "user authenticate", func() error {
-		_, err := s.exec(ctx, s.db, q, Args{
-			"id":              id,
-			"device_id":       deviceID,
-			"user_short_name": msg.UserShortName,
-			"user_long_name":  msg.UserLongName,
-			"raw":             []byte(msg.Raw),
-		})
-		return err
+	_, err = s.execRetry(ctx, "user authenticate", q, Args{
+		"id":              id,
+		"device_id":       deviceID,
+		"user_short_name": msg.UserShortName,
+		"user_long_name":  msg.UserLongName,
+		"raw":             []byte(msg.Raw),
 	})
 	if err != nil {
 		return fmt.Errorf("storing user authenticate of %s: %w", id, err)
@@ -180,11 +173,7 @@ func (s *Store) Disable(r *mdm.Request) error {
 	if id != deviceID {
 		return storage.ErrInvalidCheckOut
 	}
-	err = s.retry(ctx, "disable", func() error {
-		_, err := s.exec(ctx, s.db, s.d.Queries.DisableDevice, Args{"device_id": id})
-		return err
-	})
-	if err != nil {
+	if _, err := s.execRetry(ctx, "disable", s.d.Queries.DisableDevice, Args{"device_id": id}); err != nil {
 		return fmt.Errorf("disabling %s: %w", id, err)
 	}
 	return nil
@@ -208,13 +197,9 @@ func (s *Store) StoreBootstrapToken(r *mdm.Request, msg *mdm.SetBootstrapToken) 
 	if err != nil {
 		return err
 	}
-	var n int64
-	err = s.retry(ctx, "bootstrap token", func() error {
-		n, err = s.exec(ctx, s.db, s.d.Queries.StoreBootstrapToken, Args{
-			"id":    deviceID,
-			"token": nilIfEmpty(msg.BootstrapToken.BootstrapToken),
-		})
-		return err
+	n, err := s.execRetry(ctx, "bootstrap token", s.d.Queries.StoreBootstrapToken, Args{
+		"id":    deviceID,
+		"token": nilIfEmpty(msg.BootstrapToken.BootstrapToken),
 	})
 	switch {
 	case err != nil:

@@ -76,14 +76,11 @@ func (s *Store) StorePushCert(ctx context.Context, pemCert, pemKey []byte) error
 	if err != nil {
 		return fmt.Errorf("reading push certificate topic: %w", err)
 	}
-	err = s.retry(ctx, "push cert", func() error {
-		_, err := s.exec(ctx, s.db, s.d.Queries.UpsertPushCert, Args{
-			"topic":       topic,
-			"cert":        string(pemCert),
-			"key":         string(pemKey),
-			"stale_token": pushCertToken(pemCert, pemKey),
-		})
-		return err
+	_, err = s.execRetry(ctx, "push cert", s.d.Queries.UpsertPushCert, Args{
+		"topic":       topic,
+		"cert":        string(pemCert),
+		"key":         string(pemKey),
+		"stale_token": pushCertToken(pemCert, pemKey),
 	})
 	if err != nil {
 		return fmt.Errorf("storing push cert for topic %q: %w", topic, err)
@@ -167,13 +164,10 @@ func (s *Store) AssociateCertHash(r *mdm.Request, hash string, certNotAfter time
 	if !certNotAfter.IsZero() {
 		notAfter = certNotAfter.UTC()
 	}
-	err = s.retry(ctx, "associate cert hash", func() error {
-		_, err := s.exec(ctx, s.db, s.d.Queries.AssociateCertHash, Args{
-			"id":        deviceID,
-			"sha256":    hash,
-			"not_after": notAfter,
-		})
-		return err
+	_, err = s.execRetry(ctx, "associate cert hash", s.d.Queries.AssociateCertHash, Args{
+		"id":        deviceID,
+		"sha256":    hash,
+		"not_after": notAfter,
 	})
 	if err != nil {
 		return fmt.Errorf("associating certificate hash with %s: %w", deviceID, err)

@@ -25,11 +25,7 @@ func (s *Store) StoreCommandReport(r *mdm.Request, report *mdm.CommandResults) e
 	}
 	q := &s.d.Queries
 	if report.Status == mdm.StatusIdle {
-		err := s.retry(ctx, "idle", func() error {
-			_, err := s.exec(ctx, s.db, q.Touch, Args{"id": id})
-			return err
-		})
-		if err != nil {
+		if _, err := s.execRetry(ctx, "idle", q.Touch, Args{"id": id}); err != nil {
 			return fmt.Errorf("storing idle report of %s: %w", id, err)
 		}
 		return nil
@@ -40,13 +36,16 @@ func (s *Store) StoreCommandReport(r *mdm.Request, report *mdm.CommandResults) e
 	if err := s.checkSize("command report", report.Raw); err != nil {
 		return err
 	}
-	first, then := q.ReportDone, q.ReportDoneResult
+	// before (the result) and after (the touch) are optional.
+	var stmt, before, after string
 	deleting := false
 	switch {
 	case report.Status == mdm.StatusNotNow:
-		first, then = q.ReportNotNow, q.ReportNotNowResult
+		stmt, before = q.ReportNotNow, q.ReportNotNowResult
 	case s.cfg.Delete:
-		first, then, deleting = q.ReportDelete, q.ReportDeleteTouch, true
+		stmt, after, deleting = q.ReportDelete, q.ReportDeleteTouch, true
+	default:
+		stmt, before = q.ReportDone, q.ReportDoneResult
 	}
 	args := Args{
 		"id":     id,
@@ -54,34 +53,22 @@ func (s *Store) StoreCommandReport(r *mdm.Request, report *mdm.CommandResults) e
 		"status": report.Status,
 		"result": []byte(report.Raw),
 	}
-	if then != "" && !deleting {
-		// The result first: its affected-row count says nothing (MySQL
-		// counts an unchanged upsert as 0), the queue statement decides.
-		err = s.retry(ctx, "report result", func() error {
-			_, err := s.exec(ctx, s.db, then, args)
-			return err
-		})
-		if err != nil {
+	if before != "" {
+		// Its affected-row count says nothing (MySQL counts an unchanged
+		// upsert as 0): the queue statement decides.
+		if _, err := s.execRetry(ctx, "report result", before, args); err != nil {
 			return fmt.Errorf("storing %s result of %s for %s: %w", report.Status, id, report.CommandUUID, err)
 		}
 	}
-	var n int64
-	err = s.retry(ctx, "report", func() error {
-		n, err = s.exec(ctx, s.db, first, args)
-		return err
-	})
+	n, err := s.execRetry(ctx, "report", stmt, args)
 	switch {
 	case err != nil:
 		return fmt.Errorf("storing %s report of %s for %s: %w", report.Status, id, report.CommandUUID, err)
 	case n == 0:
 		return fmt.Errorf("%w: %q", storage.ErrUnknownCommand, report.CommandUUID)
 	}
-	if deleting && then != "" {
-		err = s.retry(ctx, "report touch", func() error {
-			_, err := s.exec(ctx, s.db, then, args)
-			return err
-		})
-		if err != nil {
+	if after != "" {
+		if _, err := s.execRetry(ctx, "report touch", after, args); err != nil {
 			return fmt.Errorf("storing %s report of %s for %s: %w", report.Status, id, report.CommandUUID, err)
 		}
 	}

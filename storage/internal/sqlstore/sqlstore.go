@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"sync"
 	"time"
 
 	"github.com/nanomdm/nanomdm/log"
@@ -214,9 +213,9 @@ type Store struct {
 	stmts      statementCache
 	maxMessage int // 0: no limit known
 
-	hot       map[string]bool // texts of statements to prepare; nil: none
-	preparing sync.Mutex
-	prepared  sync.Map // rendered query -> *sql.Stmt
+	// prepared maps the text of each hot statement to its prepared
+	// form; filled by Prepare, read-only afterwards.
+	prepared map[string]*sql.Stmt
 }
 
 // New returns a store over db. The schema is expected to be in place
@@ -229,20 +228,7 @@ func New(db *sql.DB, d *Dialect, cfg *Config) *Store {
 	if logger == nil {
 		logger = log.Nop
 	}
-	s := &Store{db: db, d: d, cfg: cfg, logger: logger}
-	prepare := d.PrepareHot
-	if cfg.Prepare != nil {
-		prepare = *cfg.Prepare
-	}
-	if prepare {
-		s.hot = map[string]bool{}
-		for _, text := range d.Queries.hotQueries() {
-			if text != "" {
-				s.hot[text] = true
-			}
-		}
-	}
-	return s
+	return &Store{db: db, d: d, cfg: cfg, logger: logger}
 }
 
 // hotQueries are the statements device requests run: the command loop,
@@ -258,20 +244,16 @@ func (q *Queries) hotQueries() []string {
 	}
 }
 
-// statementFor returns the prepared statement of query when text is a hot
+// statementFor returns the prepared statement of text when it is a hot
 // statement prepared by Prepare; otherwise nil. database/sql prepares it
 // again on each connection that runs it; in a transaction the statement
 // is bound to the transaction's connection (and closed with it, the
 // connection keeping it prepared).
-func (s *Store) statementFor(ctx context.Context, q querier, text, query string, args Args) *sql.Stmt {
-	if s.hot == nil || !s.hot[text] || hasList(args) {
+func (s *Store) statementFor(ctx context.Context, q querier, text string) *sql.Stmt {
+	st := s.prepared[text]
+	if st == nil {
 		return nil
 	}
-	v, ok := s.prepared.Load(query)
-	if !ok {
-		return nil
-	}
-	st := v.(*sql.Stmt)
 	switch q := q.(type) {
 	case *sql.DB:
 		if q == s.db {
@@ -283,12 +265,26 @@ func (s *Store) statementFor(ctx context.Context, q querier, text, query string,
 	return nil
 }
 
-// prepareHot prepares every hot statement on the pool. It runs when the
-// store opens, before any transaction: a statement first prepared from
-// inside a transaction would need a second connection, and with every
-// connection of the pool in a transaction that would wait forever.
+// prepareHot prepares every hot statement on the pool, unless the dialect
+// and the prepare option say not to. It runs when the store opens, before
+// any transaction: a statement first prepared from inside a transaction
+// would need a second connection, and with every connection of the pool
+// in a transaction that would wait forever.
 func (s *Store) prepareHot(ctx context.Context) error {
-	for text := range s.hot {
+	on := s.d.PrepareHot
+	if s.cfg.Prepare != nil {
+		on = *s.cfg.Prepare
+	}
+	if !on {
+		return nil
+	}
+	s.prepared = map[string]*sql.Stmt{}
+	for _, text := range s.d.Queries.hotQueries() {
+		if text == "" || s.prepared[text] != nil {
+			continue
+		}
+		// Hot statements take only scalar parameters, so the query
+		// text does not depend on their values.
 		st := s.stmts.get(text)
 		args := Args{}
 		for _, p := range st.parts {
@@ -300,28 +296,13 @@ func (s *Store) prepareHot(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if _, ok := s.prepared.Load(query); ok {
-			continue
-		}
 		prepared, err := s.db.PrepareContext(ctx, query)
 		if err != nil {
 			return fmt.Errorf("preparing statement: %w", s.wrap(err))
 		}
-		s.prepared.Store(query, prepared)
+		s.prepared[text] = prepared
 	}
 	return nil
-}
-
-// hasList reports whether args holds a list, which renders to a query of
-// varying length: such a statement is never prepared.
-func hasList(args Args) bool {
-	for _, v := range args {
-		switch v.(type) {
-		case []string, Rows:
-			return true
-		}
-	}
-	return false
 }
 
 // DB returns the connection pool of the store.
@@ -354,10 +335,9 @@ func (s *Store) Prepare(ctx context.Context) error {
 
 // Close closes the prepared statements and the connection pool.
 func (s *Store) Close() error {
-	s.prepared.Range(func(_, st any) bool {
-		st.(*sql.Stmt).Close()
-		return true
-	})
+	for _, st := range s.prepared {
+		st.Close()
+	}
 	return s.db.Close()
 }
 
@@ -380,7 +360,7 @@ func (s *Store) exec(ctx context.Context, q querier, text string, args Args) (in
 	if err != nil {
 		return 0, err
 	}
-	st := s.statementFor(ctx, q, text, query, args)
+	st := s.statementFor(ctx, q, text)
 	var res sql.Result
 	if st != nil {
 		res, err = st.ExecContext(ctx, vals...)
@@ -399,7 +379,7 @@ func (s *Store) query(ctx context.Context, q querier, text string, args Args) (*
 	if err != nil {
 		return nil, err
 	}
-	st := s.statementFor(ctx, q, text, query, args)
+	st := s.statementFor(ctx, q, text)
 	var rows *sql.Rows
 	if st != nil {
 		rows, err = st.QueryContext(ctx, vals...)
@@ -478,6 +458,19 @@ func (s *Store) retry(ctx context.Context, what string, op func() error) error {
 		case <-t.C:
 		}
 	}
+}
+
+// execRetry runs one autocommit statement on the pool, retrying it on
+// deadlocks and serialization failures, and returns its affected-row
+// count.
+func (s *Store) execRetry(ctx context.Context, what, text string, args Args) (int64, error) {
+	var n int64
+	err := s.retry(ctx, what, func() error {
+		var err error
+		n, err = s.exec(ctx, s.db, text, args)
+		return err
+	})
+	return n, err
 }
 
 // inTx runs fn in a transaction, retrying the whole transaction on
