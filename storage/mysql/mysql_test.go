@@ -29,40 +29,8 @@ var backend = &sqltest.Backend{
 	},
 }
 
-func TestContract(t *testing.T) {
-	sqltest.RunContract(t, backend, "")
-}
-
-func TestContractDelete(t *testing.T) {
-	sqltest.RunContract(t, backend, "delete=1")
-}
-
-func TestSchema(t *testing.T) {
-	sqltest.TestSchema(t, backend, dialect)
-}
-
-func TestRoundTrips(t *testing.T) {
-	for _, options := range []string{"", "delete=1"} {
-		t.Run("options="+options, func(t *testing.T) {
-			sqltest.TestRoundTrips(t, backend, options)
-		})
-	}
-}
-
-func TestPool(t *testing.T) {
-	sqltest.TestPool(t, backend)
-}
-
-func TestLargeEnqueue(t *testing.T) {
-	sqltest.TestLargeEnqueue(t, backend, "")
-}
-
-func TestScaling(t *testing.T) {
-	for _, options := range []string{"", "delete=1"} {
-		t.Run("options="+options, func(t *testing.T) {
-			sqltest.TestScaling(t, backend, options, sqltest.DefaultScaling)
-		})
-	}
+func TestShared(t *testing.T) {
+	sqltest.RunShared(t, backend, dialect)
 }
 
 // TestExplainNextCommand shows the plan of the next-command lookup on a
@@ -193,18 +161,6 @@ func TestDriverConfig(t *testing.T) {
 				tc.dsn, cfg.ClientFoundRows, cfg.InterpolateParams, cfg.MaxAllowedPacket, tc.interpolate, tc.maxPacket)
 		}
 	}
-}
-
-func BenchmarkCommandLoop(b *testing.B) {
-	for _, options := range []string{"", "delete=1"} {
-		b.Run(fmt.Sprintf("options=%s", options), func(b *testing.B) {
-			storagetest.BenchmarkCommandLoop(b, backend.OpenFresh(b, options))
-		})
-	}
-}
-
-func TestDeadlockRetryable(t *testing.T) {
-	sqltest.TestDeadlockRetryable(t, backend, dialect)
 }
 
 func TestInspectionAtScale(t *testing.T) {
