@@ -10,27 +10,20 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
+
+	"github.com/nanomdm/nanomdm/cmd/internal/cli"
 )
 
 var version = "unknown"
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args, os.Stdout, os.Stderr); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(0)
-		}
-		fmt.Fprintln(os.Stderr, "mdmsim:", err)
-		os.Exit(1)
-	}
+	cli.Main("mdmsim", func(ctx context.Context) error {
+		return run(ctx, os.Args, os.Stdout, os.Stderr)
+	})
 }
 
 const usageText = `usage: mdmsim COMMAND [flags]

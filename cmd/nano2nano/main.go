@@ -12,16 +12,13 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/nanomdm/nanomdm/cmd/internal/cli"
@@ -35,15 +32,9 @@ import (
 var version = "unknown"
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(0)
-		}
-		fmt.Fprintln(os.Stderr, "nano2nano:", err)
-		os.Exit(1)
-	}
+	cli.Main("nano2nano", func(ctx context.Context) error {
+		return run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr)
+	})
 }
 
 // config is every flag of the tool.

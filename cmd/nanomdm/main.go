@@ -11,8 +11,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/nanomdm/nanomdm/certverify"
@@ -37,15 +35,9 @@ import (
 var version = "unknown"
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(0)
-		}
-		fmt.Fprintln(os.Stderr, "nanomdm:", err)
-		os.Exit(1)
-	}
+	cli.Main("nanomdm", func(ctx context.Context) error {
+		return run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr)
+	})
 }
 
 // storageHookKey is the context key under which a test hands run a

@@ -1,15 +1,20 @@
 // Package cli holds what the commands of this module share on their
-// command line: environment fallbacks for flags, the usage text, the
+// command line: the main function, environment fallbacks for flags, the usage text, the
 // repeatable string flag, and opening a storage backend from the
 // -storage, -storage-dsn and -storage-options values.
 package cli
 
 import (
+	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // EnvPrefix starts the environment variable of every flag.
@@ -63,5 +68,21 @@ func Usage(fs *flag.FlagSet, w io.Writer) func() {
 			}
 			fmt.Fprintf(w, "\n    \t%s\n", f.Usage)
 		})
+	}
+}
+
+// Main runs a command: run gets a context cancelled by SIGINT or SIGTERM.
+// -h exits 0; any other error is printed after the command's name and
+// exits 1.
+func Main(name string, run func(ctx context.Context) error) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx)
+	stop()
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, name+":", err)
+		os.Exit(1)
 	}
 }
