@@ -7,33 +7,9 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"math/big"
 	"strings"
 	"testing"
-	"time"
 )
-
-// benchIdentity returns a self-signed client certificate for key.
-func benchIdentity(b *testing.B, key crypto.Signer) *x509.Certificate {
-	b.Helper()
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "benchmark device"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		b.Fatalf("creating certificate: %v", err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		b.Fatalf("parsing certificate: %v", err)
-	}
-	return cert
-}
 
 // BenchmarkVerifyMdmSignature is the identity check of every device
 // request: the real capture (a device's SHA-1 signature, RSA key, BER),
@@ -52,7 +28,7 @@ func BenchmarkVerifyMdmSignature(b *testing.B) {
 		b.Fatal(err)
 	}
 	sign := func(f func([]byte, *x509.Certificate, crypto.Signer) (string, error), key crypto.Signer) string {
-		h, err := f(body, benchIdentity(b, key), key)
+		h, err := f(body, newCurrentIdentity(b, key), key)
 		if err != nil {
 			b.Fatalf("signing: %v", err)
 		}
