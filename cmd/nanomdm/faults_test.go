@@ -15,7 +15,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -283,12 +282,8 @@ func (f *fleetDevice) step(ctx context.Context) (int, error) {
 	}
 	f.mu.Unlock()
 	cmd, err := f.dev.Channel.Send(ctx, r)
-	var se *simulator.ErrStatus
-	switch {
-	case errors.As(err, &se):
-		return se.Status, err
-	case err != nil:
-		return 0, err
+	if err != nil {
+		return simulator.StatusOf(err), err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -819,13 +814,8 @@ func TestFaultGracefulShutdown(t *testing.T) {
 				}
 				start := time.Now()
 				_, err := c.Send(context.Background(), simulator.Report{Status: mdm.StatusIdle})
-				o := outcome{started: start, status: http.StatusOK, err: err}
-				var se *simulator.ErrStatus
-				if errors.As(err, &se) {
-					o.status = se.Status
-				} else if err != nil {
-					o.status = 0
-				} else {
+				o := outcome{started: start, status: simulator.StatusOf(err), err: err}
+				if err == nil {
 					ok200.Add(1)
 				}
 				mu.Lock()

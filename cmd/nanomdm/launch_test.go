@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -104,15 +103,11 @@ var (
 // transport errors.
 func mdmStatus(t *testing.T, err error) int {
 	t.Helper()
-	var se *simulator.ErrStatus
-	switch {
-	case err == nil:
-		return http.StatusOK
-	case errors.As(err, &se):
-		return se.Status
+	status := simulator.StatusOf(err)
+	if status == 0 {
+		t.Fatalf("request failed: %v", err)
 	}
-	t.Fatalf("request failed: %v", err)
-	return 0
+	return status
 }
 
 // request builds the storage request of the channel with enrollment ID id.

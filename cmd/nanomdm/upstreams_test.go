@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -149,8 +148,7 @@ func testUpstreams(t *testing.T, mode string) {
 	for _, d := range devs {
 		dm := simulator.NewDeviceWithUDID(itr, d.Identity, d.UDID())
 		_, err := dm.Channel.Checkin(ctx, map[string]interface{}{"MessageType": "DeclarativeManagement", "UDID": d.UDID(), "Endpoint": "tokens"})
-		var se *simulator.ErrStatus
-		if mode == "refused" && (!errors.As(err, &se) || se.Status != http.StatusInternalServerError) {
+		if mode == "refused" && simulator.StatusOf(err) != http.StatusInternalServerError {
 			t.Errorf("DM check-in with the DM server down: have %v, want 500", err)
 		}
 		req, err := itr.NewRequest(ctx, d.Identity, nil, false)

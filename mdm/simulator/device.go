@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -52,6 +53,19 @@ type ErrStatus struct {
 
 func (e *ErrStatus) Error() string {
 	return fmt.Sprintf("server answered %d: %s", e.Status, strings.TrimSpace(string(e.Body)))
+}
+
+// StatusOf returns the HTTP status behind the error of a request: 200 for
+// nil, the server's status for an *ErrStatus, and 0 when no answer came.
+func StatusOf(err error) int {
+	var se *ErrStatus
+	switch {
+	case err == nil:
+		return http.StatusOK
+	case errors.As(err, &se):
+		return se.Status
+	}
+	return 0
 }
 
 // Send posts body as a device with identity id would. checkin selects the

@@ -96,15 +96,11 @@ func serve(t *testing.T, store storage.ServiceStore, opts ...nanomdm.Option) *si
 
 func status(t *testing.T, err error) int {
 	t.Helper()
-	var se *simulator.ErrStatus
-	switch {
-	case err == nil:
-		return http.StatusOK
-	case errors.As(err, &se):
-		return se.Status
+	status := simulator.StatusOf(err)
+	if status == 0 {
+		t.Fatalf("request failed: %v", err)
 	}
-	t.Fatalf("request failed: %v", err)
-	return 0
+	return status
 }
 
 func userAuthenticate(c *simulator.Channel, digest string) ([]byte, error) {
