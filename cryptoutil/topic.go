@@ -1,6 +1,7 @@
 package cryptoutil
 
 import (
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/asn1"
 	"errors"
@@ -35,4 +36,23 @@ func TopicFromCert(cert *x509.Certificate) (string, error) {
 // ValidTopic reports whether topic looks like an MDM push topic.
 func ValidTopic(topic string) bool {
 	return strings.HasPrefix(topic, TopicPrefix)
+}
+
+// PushKeyPair parses a push certificate and its private key (PEM) and
+// returns them as a TLS certificate, its leaf parsed, with the topic.
+func PushKeyPair(pemCert, pemKey []byte) (tls.Certificate, string, error) {
+	pair, err := tls.X509KeyPair(pemCert, pemKey)
+	if err != nil {
+		return pair, "", fmt.Errorf("parsing push certificate and key: %w", err)
+	}
+	if pair.Leaf == nil {
+		if pair.Leaf, err = x509.ParseCertificate(pair.Certificate[0]); err != nil {
+			return pair, "", fmt.Errorf("parsing push certificate: %w", err)
+		}
+	}
+	topic, err := TopicFromCert(pair.Leaf)
+	if err != nil {
+		return pair, "", fmt.Errorf("reading push certificate topic: %w", err)
+	}
+	return pair, topic, nil
 }

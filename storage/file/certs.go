@@ -29,13 +29,9 @@ func (s *Storage) pushCertPath(topic string) (string, error) {
 // StorePushCert implements storage.PushCertStore. Certificate and key are
 // kept together in one file, so they are always replaced together.
 func (s *Storage) StorePushCert(_ context.Context, pemCert, pemKey []byte) error {
-	cert, err := tls.X509KeyPair(pemCert, pemKey)
+	_, topic, err := cryptoutil.PushKeyPair(pemCert, pemKey)
 	if err != nil {
-		return fmt.Errorf("parsing push certificate and key: %w", err)
-	}
-	topic, err := cryptoutil.TopicFromCert(cert.Leaf)
-	if err != nil {
-		return fmt.Errorf("reading push certificate topic: %w", err)
+		return err
 	}
 	p, err := s.pushCertPath(topic)
 	if err != nil {

@@ -394,13 +394,9 @@ func (s *Storage) RetrievePushInfo(_ context.Context, ids []string) (map[string]
 
 // StorePushCert implements storage.PushCertStore.
 func (s *Storage) StorePushCert(_ context.Context, pemCert, pemKey []byte) error {
-	cert, err := tls.X509KeyPair(pemCert, pemKey)
+	cert, topic, err := cryptoutil.PushKeyPair(pemCert, pemKey)
 	if err != nil {
-		return fmt.Errorf("parsing push certificate and key: %w", err)
-	}
-	topic, err := cryptoutil.TopicFromCert(cert.Leaf)
-	if err != nil {
-		return fmt.Errorf("reading push certificate topic: %w", err)
+		return err
 	}
 	h := sha256.New()
 	h.Write(pemCert)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"fmt"
 	"time"
@@ -62,19 +61,9 @@ func pushCertToken(pemCert, pemKey []byte) string {
 // StorePushCert implements storage.PushCertStore. Storing a certificate
 // for a topic that has one replaces it (and changes its stale token).
 func (s *Store) StorePushCert(ctx context.Context, pemCert, pemKey []byte) error {
-	pair, err := tls.X509KeyPair(pemCert, pemKey)
+	_, topic, err := cryptoutil.PushKeyPair(pemCert, pemKey)
 	if err != nil {
-		return fmt.Errorf("parsing push certificate and key: %w", err)
-	}
-	leaf := pair.Leaf
-	if leaf == nil {
-		if leaf, err = x509.ParseCertificate(pair.Certificate[0]); err != nil {
-			return fmt.Errorf("parsing push certificate: %w", err)
-		}
-	}
-	topic, err := cryptoutil.TopicFromCert(leaf)
-	if err != nil {
-		return fmt.Errorf("reading push certificate topic: %w", err)
+		return err
 	}
 	_, err = s.execRetry(ctx, "push cert", s.d.Queries.UpsertPushCert, Args{
 		"topic":       topic,
