@@ -9,7 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/groob/plist"
 
 	"github.com/nanomdm/nanomdm/cryptoutil"
 	"github.com/nanomdm/nanomdm/mdm"
@@ -41,31 +40,18 @@ func setBootstrapToken(c *simulator.Channel, token []byte) ([]byte, error) {
 }
 
 func getBootstrapToken(c *simulator.Channel) ([]byte, error) {
-	return c.Checkin(context.Background(), &mdm.GetBootstrapToken{
-		Enrollment:  c.Enrollment,
-		MessageType: mdm.MessageType{MessageType: mdm.MessageGetBootstrapToken},
-	})
+	return c.GetBootstrapToken(context.Background())
 }
 
 // bootstrapTokenOf asks for the channel's bootstrap token and returns it,
 // or nil for an empty answer.
 func bootstrapTokenOf(t *testing.T, c *simulator.Channel) []byte {
 	t.Helper()
-	body, err := getBootstrapToken(c)
+	tok, err := c.BootstrapToken(context.Background())
 	if err != nil {
 		t.Fatalf("GetBootstrapToken of %s: %v", c.ID(), err)
 	}
-	if len(body) == 0 {
-		return nil
-	}
-	var tok mdm.BootstrapToken
-	if err := plist.Unmarshal(body, &tok); err != nil {
-		t.Fatalf("decoding GetBootstrapToken answer %q: %v", body, err)
-	}
-	if tok.BootstrapToken == nil {
-		t.Fatalf("GetBootstrapToken answer without a token: %q", body)
-	}
-	return tok.BootstrapToken
+	return tok
 }
 
 func userAuthenticate(c *simulator.Channel, digest string) ([]byte, error) {

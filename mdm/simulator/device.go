@@ -263,6 +263,33 @@ func (c *Channel) Checkin(ctx context.Context, msg interface{}) ([]byte, error) 
 	return c.checkin(ctx, msg)
 }
 
+// GetBootstrapToken sends a GetBootstrapToken check-in on the channel and
+// returns the raw answer.
+func (c *Channel) GetBootstrapToken(ctx context.Context) ([]byte, error) {
+	return c.checkin(ctx, &mdm.GetBootstrapToken{
+		Enrollment:  c.Enrollment,
+		MessageType: mdm.MessageType{MessageType: mdm.MessageGetBootstrapToken},
+	})
+}
+
+// BootstrapToken asks for the channel's bootstrap token and returns it:
+// nil for an empty answer (no token escrowed), an error for an answer
+// that is not a bootstrap-token plist.
+func (c *Channel) BootstrapToken(ctx context.Context) ([]byte, error) {
+	body, err := c.GetBootstrapToken(ctx)
+	if err != nil || len(body) == 0 {
+		return nil, err
+	}
+	var tok mdm.BootstrapToken
+	if err := plist.Unmarshal(body, &tok); err != nil {
+		return nil, fmt.Errorf("decoding GetBootstrapToken answer %q: %w", body, err)
+	}
+	if tok.BootstrapToken == nil {
+		return nil, fmt.Errorf("GetBootstrapToken answer without a token: %q", body)
+	}
+	return tok.BootstrapToken, nil
+}
+
 // Enroll sends Authenticate then TokenUpdate for the device channel.
 func (d *Device) Enroll(ctx context.Context) error {
 	if err := d.Authenticate(ctx); err != nil {

@@ -171,24 +171,11 @@ func setBootstrapToken(c *simulator.Channel, token []byte) ([]byte, error) {
 // getBootstrapToken returns the token answered, nil for an empty answer.
 func getBootstrapToken(t *testing.T, c *simulator.Channel) []byte {
 	t.Helper()
-	body, err := c.Checkin(context.Background(), &mdm.GetBootstrapToken{
-		Enrollment:  c.Enrollment,
-		MessageType: mdm.MessageType{MessageType: mdm.MessageGetBootstrapToken},
-	})
+	tok, err := c.BootstrapToken(context.Background())
 	if err != nil {
 		t.Fatalf("GetBootstrapToken: %v", err)
 	}
-	if len(body) == 0 {
-		return nil
-	}
-	var tok mdm.BootstrapToken
-	if err := plist.Unmarshal(body, &tok); err != nil {
-		t.Fatalf("decoding GetBootstrapToken answer %q: %v", body, err)
-	}
-	if tok.BootstrapToken == nil {
-		t.Fatalf("GetBootstrapToken answer without a token: %q", body)
-	}
-	return tok.BootstrapToken
+	return tok
 }
 
 func TestBootstrapToken(t *testing.T) {
