@@ -79,14 +79,9 @@ func (s *Storage) StoreAuthenticate(r *mdm.Request, msg *mdm.Authenticate) error
 	if err := s.writeFile(c.path(authenticateFile), msg.Raw); err != nil {
 		return fmt.Errorf("storing authenticate: %w", err)
 	}
-	chans, err := s.withUsers(c)
+	chans, err := s.clearQueues(c)
 	if err != nil {
 		return err
-	}
-	for _, ch := range chans {
-		if err := removeFile(ch.path(queueFile)); err != nil {
-			return fmt.Errorf("clearing queue of %s: %w", ch.id, err)
-		}
 	}
 	if err := s.disable(chans); err != nil {
 		return err

@@ -269,16 +269,23 @@ func (s *Storage) ClearQueue(r *mdm.Request) error {
 		return err
 	}
 	defer s.lock(c.deviceID)()
+	_, err = s.clearQueues(c)
+	return err
+}
+
+// clearQueues empties the queues of c and its user channels and returns
+// those channels. The caller holds the device's lock.
+func (s *Storage) clearQueues(c channel) ([]channel, error) {
 	chans, err := s.withUsers(c)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for _, ch := range chans {
 		if err := removeFile(ch.path(queueFile)); err != nil {
-			return fmt.Errorf("clearing queue of %s: %w", ch.id, err)
+			return nil, fmt.Errorf("clearing queue of %s: %w", ch.id, err)
 		}
 	}
-	return nil
+	return chans, nil
 }
 
 // EnqueueCommand implements storage.CommandEnqueuer. The command is
