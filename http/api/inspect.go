@@ -167,11 +167,8 @@ func EnrollmentsHandler(store storage.EnrollmentLister, opts ...Option) http.Han
 			writeInspectError(w, r, o.logger, "listing enrollments", err)
 			return
 		}
-		resp := EnrollmentsResponse{Enrollments: make([]EnrollmentJSON, 0, min(len(found), limit))}
-		if len(found) > limit {
-			found = found[:limit]
-			resp.NextCursor = found[limit-1].ID
-		}
+		found, next := page(found, limit, func(e storage.Enrollment) string { return e.ID })
+		resp := EnrollmentsResponse{Enrollments: make([]EnrollmentJSON, 0, len(found)), NextCursor: next}
 		for _, e := range found {
 			resp.Enrollments = append(resp.Enrollments, EnrollmentJSON{
 				ID:                     e.ID,
@@ -263,11 +260,8 @@ func listQueue(store storage.QueueLister, o *options) http.HandlerFunc {
 			writeInspectError(w, r, o.logger, "listing queue", err)
 			return
 		}
-		resp := QueueResponse{ID: id, Commands: make([]QueuedCommandJSON, 0, min(len(found), limit))}
-		if len(found) > limit {
-			found = found[:limit]
-			resp.NextCursor = found[limit-1].Cursor
-		}
+		found, next := page(found, limit, func(c storage.QueuedCommand) string { return c.Cursor })
+		resp := QueueResponse{ID: id, Commands: make([]QueuedCommandJSON, 0, len(found)), NextCursor: next}
 		for _, c := range found {
 			resp.Commands = append(resp.Commands, QueuedCommandJSON{
 				CommandUUID: c.CommandUUID,
@@ -352,14 +346,22 @@ func CommandResultsHandler(store storage.CommandResultLister, opts ...Option) ht
 			writeInspectError(w, r, o.logger, "listing command results", err)
 			return
 		}
-		resp := CommandResultsResponse{CommandUUID: uuid, Results: make([]CommandResultJSON, 0, min(len(found), limit))}
-		if len(found) > limit {
-			found = found[:limit]
-			resp.NextCursor = found[limit-1].ID
-		}
+		found, next := page(found, limit, func(c storage.CommandResult) string { return c.ID })
+		resp := CommandResultsResponse{CommandUUID: uuid, Results: make([]CommandResultJSON, 0, len(found)), NextCursor: next}
 		for _, res := range found {
 			resp.Results = append(resp.Results, CommandResultJSON{ID: res.ID, Status: res.Status, Result: res.Raw})
 		}
 		mdmhttp.WriteJSON(w, http.StatusOK, resp)
 	})
+}
+
+// page cuts found, fetched with one item more than limit, to limit items
+// and returns the cursor of the next page: the last item's, or "" when
+// nothing follows.
+func page[T any](found []T, limit int, cursor func(T) string) ([]T, string) {
+	if len(found) <= limit {
+		return found, ""
+	}
+	found = found[:limit]
+	return found, cursor(found[limit-1])
 }
