@@ -73,10 +73,7 @@ func (s *Storage) StoreAuthenticate(r *mdm.Request, msg *mdm.Authenticate) error
 		return err
 	}
 	defer s.lock(c.deviceID)()
-	if err := os.MkdirAll(c.dir, dirMode); err != nil {
-		return fmt.Errorf("creating enrollment directory: %w", err)
-	}
-	if err := s.writeFile(c.path(authenticateFile), msg.Raw); err != nil {
+	if err := s.writeInDir(c.path(authenticateFile), msg.Raw); err != nil {
 		return fmt.Errorf("storing authenticate: %w", err)
 	}
 	chans, err := s.clearQueues(c)
@@ -96,10 +93,7 @@ func (s *Storage) StoreTokenUpdate(r *mdm.Request, msg *mdm.TokenUpdate) error {
 		return err
 	}
 	defer s.lock(c.deviceID)()
-	if err := os.MkdirAll(c.dir, dirMode); err != nil {
-		return fmt.Errorf("creating enrollment directory: %w", err)
-	}
-	if err := s.writeFile(c.path(tokenUpdateFile), msg.Raw); err != nil {
+	if err := s.writeInDir(c.path(tokenUpdateFile), msg.Raw); err != nil {
 		return fmt.Errorf("storing token update: %w", err)
 	}
 	if len(msg.UnlockToken) > 0 {
