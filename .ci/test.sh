@@ -46,7 +46,11 @@ for pkg in $(go list ./...); do
 	dir=$(go list -f '{{.Dir}}' "$pkg")
 	for target in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //'); do
 		echo "-- $pkg $target"
-		go test -run='^$' -fuzz="^${target}\$" -fuzztime="${FUZZTIME:-5s}" "$pkg" >/dev/null
+		if ! go test -run='^$' -fuzz="^${target}\$" -fuzztime="${FUZZTIME:-5s}" "$pkg" >"$log" 2>&1; then
+			echo "fuzz target $target failed:"
+			tail -60 "$log"
+			exit 1
+		fi
 	done
 done
 
