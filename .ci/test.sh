@@ -42,15 +42,28 @@ fi
 passed=$(grep -c -- '--- PASS' "$log" || true)
 
 echo "== fuzz (each target ${FUZZTIME:-5s})"
+count_files() { if [ -d "$1" ]; then ls "$1" | wc -l; else echo 0; fi; }
 for pkg in $(go list ./...); do
 	dir=$(go list -f '{{.Dir}}' "$pkg")
 	for target in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //'); do
 		echo "-- $pkg $target"
-		if ! go test -run='^$' -fuzz="^${target}\$" -fuzztime="${FUZZTIME:-5s}" "$pkg" >"$log" 2>&1; then
-			echo "fuzz target $target failed:"
+		# A failure caused by an input is recorded under testdata/fuzz and
+		# fails CI at once. A failure that recorded nothing is the fuzzing
+		# engine's own (a worker lost, the cache unreadable): print it and
+		# try once more, failing if it happens again.
+		corpus="$dir/testdata/fuzz/$target"
+		before=$(count_files "$corpus")
+		for try in 1 2; do
+			if go test -run='^$' -fuzz="^${target}\$" -fuzztime="${FUZZTIME:-5s}" "$pkg" >"$log" 2>&1; then
+				break
+			fi
+			echo "fuzz target $target failed (try $try):"
 			tail -60 "$log"
-			exit 1
-		fi
+			after=$(count_files "$corpus")
+			if [ "$after" != "$before" ] || [ $try = 2 ]; then
+				exit 1
+			fi
+		done
 	done
 done
 
