@@ -4,12 +4,11 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"net/url"
 	"os"
-	"strings"
 	"testing"
 
 	mysqldriver "github.com/go-sql-driver/mysql"
-	"github.com/lib/pq"
 )
 
 // The SQL backends for the end-to-end tests of this package. Each call of
@@ -54,13 +53,6 @@ func randomSuffix(t *testing.T) string {
 func freshPgSQL(t *testing.T) string {
 	t.Helper()
 	base := sqlTestDSN(t, "NANOMDM_TEST_PGSQL_DSN")
-	if strings.HasPrefix(base, "postgres://") || strings.HasPrefix(base, "postgresql://") {
-		conv, err := pq.ParseURL(base)
-		if err != nil {
-			t.Fatalf("parsing PostgreSQL URL: %v", err)
-		}
-		base = conv
-	}
 	admin, err := sql.Open("postgres", base)
 	if err != nil {
 		t.Fatalf("opening PostgreSQL: %v", err)
@@ -76,7 +68,7 @@ func freshPgSQL(t *testing.T) string {
 			t.Errorf("dropping schema %s: %v", schema, err)
 		}
 	})
-	return base + " search_path=" + schema
+	return withSearchPath(base, schema)
 }
 
 // freshMySQL creates a database of its own and returns a DSN naming it.
@@ -103,4 +95,16 @@ func freshMySQL(t *testing.T) string {
 		}
 	})
 	return cfg.FormatDSN()
+}
+
+// withSearchPath adds search_path to a PostgreSQL DSN in URL or
+// key=value form.
+func withSearchPath(dsn, schema string) string {
+	if u, err := url.Parse(dsn); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+		q := u.Query()
+		q.Set("search_path", schema)
+		u.RawQuery = q.Encode()
+		return u.String()
+	}
+	return dsn + " search_path=" + schema
 }

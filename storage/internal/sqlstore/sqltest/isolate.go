@@ -2,11 +2,10 @@ package sqltest
 
 import (
 	"database/sql"
-	"strings"
+	"net/url"
 	"testing"
 
 	driver "github.com/go-sql-driver/mysql"
-	"github.com/lib/pq"
 )
 
 // PgSQLSchema is a Backend.Isolate for PostgreSQL: a new schema in the
@@ -22,14 +21,7 @@ func PgSQLSchema(t testing.TB, admin *sql.DB, base string) string {
 			t.Errorf("dropping schema %s: %v", schema, err)
 		}
 	})
-	if strings.HasPrefix(base, "postgres://") || strings.HasPrefix(base, "postgresql://") {
-		conv, err := pq.ParseURL(base)
-		if err != nil {
-			t.Fatalf("parsing PostgreSQL URL: %v", err)
-		}
-		base = conv
-	}
-	return base + " search_path=" + schema
+	return withSearchPath(base, schema)
 }
 
 // MySQLDatabase is a Backend.Isolate for MySQL: a new database named
@@ -50,4 +42,16 @@ func MySQLDatabase(t testing.TB, admin *sql.DB, base string) string {
 		}
 	})
 	return cfg.FormatDSN()
+}
+
+// withSearchPath adds search_path to a PostgreSQL DSN in URL or
+// key=value form.
+func withSearchPath(dsn, schema string) string {
+	if u, err := url.Parse(dsn); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+		q := u.Query()
+		q.Set("search_path", schema)
+		u.RawQuery = q.Encode()
+		return u.String()
+	}
+	return dsn + " search_path=" + schema
 }
