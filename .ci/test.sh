@@ -47,21 +47,26 @@ for pkg in $(go list ./...); do
 	dir=$(go list -f '{{.Dir}}' "$pkg")
 	for target in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //'); do
 		echo "-- $pkg $target"
-		# A failure caused by an input is recorded under testdata/fuzz (not
-		# minimized: -fuzzminimizetime=0, as a few seconds leave no time
-		# for it) and fails CI at once. A failure that recorded nothing is
-		# the fuzzing engine's own (seen here: "context deadline exceeded"
-		# when the time ran out while it minimized a new input): print it
-		# and try once more, failing if it happens again.
+		# A failure caused by an input is recorded under testdata/fuzz and
+		# fails CI at once. Go's fuzzer sometimes ends a run that found
+		# nothing with "context deadline exceeded" when -fuzztime runs out
+		# (seen here on 1 or 2 of 16 targets per CI run, minimizing or not):
+		# with no input recorded, that is the time limit, not a failure.
+		# Any other failure that recorded nothing is printed and the target
+		# tried once more, failing CI if it fails again.
 		corpus="$dir/testdata/fuzz/$target"
 		before=$(count_files "$corpus")
 		for try in 1 2; do
-			if go test -run='^$' -fuzz="^${target}\$" -fuzztime="${FUZZTIME:-5s}" -fuzzminimizetime=0 "$pkg" >"$log" 2>&1; then
+			if go test -run='^$' -fuzz="^${target}\$" -fuzztime="${FUZZTIME:-5s}" "$pkg" >"$log" 2>&1; then
+				break
+			fi
+			after=$(count_files "$corpus")
+			if [ "$after" = "$before" ] && grep -qx '    context deadline exceeded' "$log"; then
+				echo "   (the fuzzer ended at its time limit with \"context deadline exceeded\"; no input failed)"
 				break
 			fi
 			echo "fuzz target $target failed (try $try):"
 			tail -60 "$log"
-			after=$(count_files "$corpus")
 			if [ "$after" != "$before" ] || [ $try = 2 ]; then
 				exit 1
 			fi
