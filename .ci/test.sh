@@ -50,7 +50,7 @@ for pkg in $(go list ./...); do
 		# A failure caused by an input is recorded under testdata/fuzz and
 		# fails CI at once. Go's fuzzer sometimes ends a run that found
 		# nothing with "context deadline exceeded" when -fuzztime runs out
-		# (seen here on 1 or 2 of 16 targets per CI run, minimizing or not):
+		# (seen here on 3 of 96 target runs, minimizing or not):
 		# with no input recorded, that is the time limit, not a failure.
 		# Any other failure that recorded nothing is printed and the target
 		# tried once more, failing CI if it fails again.
