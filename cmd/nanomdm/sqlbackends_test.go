@@ -1,14 +1,11 @@
 package main
 
 import (
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
-	"net/url"
 	"os"
 	"testing"
 
-	mysqldriver "github.com/go-sql-driver/mysql"
+	"github.com/nanomdm/nanomdm/storage/storagetest/sqldb"
 )
 
 // The SQL backends for the end-to-end tests of this package. Each call of
@@ -40,71 +37,28 @@ func sqlTestDSN(t *testing.T, env string) string {
 	return dsn
 }
 
-func randomSuffix(t *testing.T) string {
-	t.Helper()
-	b := make([]byte, 6)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatalf("reading random bytes: %v", err)
-	}
-	return hex.EncodeToString(b)
-}
-
 // freshPgSQL creates a schema of its own and returns a DSN that uses it.
 func freshPgSQL(t *testing.T) string {
 	t.Helper()
 	base := sqlTestDSN(t, "NANOMDM_TEST_PGSQL_DSN")
-	admin, err := sql.Open("postgres", base)
-	if err != nil {
-		t.Fatalf("opening PostgreSQL: %v", err)
-	}
-	schema := "nanomdm_e2e_" + randomSuffix(t)
-	if _, err := admin.Exec("CREATE SCHEMA " + schema); err != nil {
-		admin.Close()
-		t.Fatalf("creating schema: %v", err)
-	}
-	t.Cleanup(func() {
-		defer admin.Close()
-		if _, err := admin.Exec("DROP SCHEMA " + schema + " CASCADE"); err != nil {
-			t.Errorf("dropping schema %s: %v", schema, err)
-		}
-	})
-	return withSearchPath(base, schema)
+	return sqldb.PgSQLSchema(t, openAdmin(t, "postgres", base), base)
 }
 
 // freshMySQL creates a database of its own and returns a DSN naming it.
 func freshMySQL(t *testing.T) string {
 	t.Helper()
 	base := sqlTestDSN(t, "NANOMDM_TEST_MYSQL_DSN")
-	cfg, err := mysqldriver.ParseDSN(base)
-	if err != nil {
-		t.Fatalf("parsing MySQL DSN: %v", err)
-	}
-	admin, err := sql.Open("mysql", base)
-	if err != nil {
-		t.Fatalf("opening MySQL: %v", err)
-	}
-	cfg.DBName = cfg.DBName + "_e2e_" + randomSuffix(t)
-	if _, err := admin.Exec("CREATE DATABASE `" + cfg.DBName + "`"); err != nil {
-		admin.Close()
-		t.Fatalf("creating database: %v", err)
-	}
-	t.Cleanup(func() {
-		defer admin.Close()
-		if _, err := admin.Exec("DROP DATABASE `" + cfg.DBName + "`"); err != nil {
-			t.Errorf("dropping database %s: %v", cfg.DBName, err)
-		}
-	})
-	return cfg.FormatDSN()
+	return sqldb.MySQLDatabase(t, openAdmin(t, "mysql", base), base)
 }
 
-// withSearchPath adds search_path to a PostgreSQL DSN in URL or
-// key=value form.
-func withSearchPath(dsn, schema string) string {
-	if u, err := url.Parse(dsn); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
-		q := u.Query()
-		q.Set("search_path", schema)
-		u.RawQuery = q.Encode()
-		return u.String()
+// openAdmin opens the connection that creates and drops a test's own
+// schema or database; it closes after the drop (cleanups run last first).
+func openAdmin(t *testing.T, driver, dsn string) *sql.DB {
+	t.Helper()
+	admin, err := sql.Open(driver, dsn)
+	if err != nil {
+		t.Fatalf("opening %s: %v", driver, err)
 	}
-	return dsn + " search_path=" + schema
+	t.Cleanup(func() { admin.Close() })
+	return admin
 }

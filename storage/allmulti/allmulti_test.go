@@ -13,6 +13,7 @@ import (
 	"github.com/nanomdm/nanomdm/storage/internal/sqlstore/sqltest"
 	"github.com/nanomdm/nanomdm/storage/pgsql"
 	"github.com/nanomdm/nanomdm/storage/storagetest"
+	"github.com/nanomdm/nanomdm/storage/storagetest/sqldb"
 )
 
 var pgBackend = &sqltest.Backend{
@@ -20,7 +21,7 @@ var pgBackend = &sqltest.Backend{
 	EnvVar:               "NANOMDM_TEST_PGSQL_DSN",
 	DriverName:           "postgres",
 	NumberedPlaceholders: true,
-	Isolate:              sqltest.PgSQLSchema,
+	Isolate:              sqldb.PgSQLSchema,
 	Open: func(ctx context.Context, dsn, options string, opts ...sqlstore.Option) (sqltest.Store, error) {
 		return pgsql.New(ctx, dsn, options, opts...)
 	},

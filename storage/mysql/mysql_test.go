@@ -14,6 +14,7 @@ import (
 	"github.com/nanomdm/nanomdm/storage/internal/sqlstore"
 	"github.com/nanomdm/nanomdm/storage/internal/sqlstore/sqltest"
 	"github.com/nanomdm/nanomdm/storage/storagetest"
+	"github.com/nanomdm/nanomdm/storage/storagetest/sqldb"
 )
 
 // backend describes MySQL to the shared SQL tests. Each test gets a
@@ -23,7 +24,7 @@ var backend = &sqltest.Backend{
 	EnvVar:      "NANOMDM_TEST_MYSQL_DSN",
 	DriverName:  "mysql",
 	TablePrefix: "nano_",
-	Isolate:     sqltest.MySQLDatabase,
+	Isolate:     sqldb.MySQLDatabase,
 	Open: func(ctx context.Context, dsn, options string, opts ...sqlstore.Option) (sqltest.Store, error) {
 		return New(ctx, dsn, options, opts...)
 	},

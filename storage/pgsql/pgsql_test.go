@@ -11,6 +11,7 @@ import (
 	"github.com/nanomdm/nanomdm/storage/internal/sqlstore"
 	"github.com/nanomdm/nanomdm/storage/internal/sqlstore/sqltest"
 	"github.com/nanomdm/nanomdm/storage/storagetest"
+	"github.com/nanomdm/nanomdm/storage/storagetest/sqldb"
 )
 
 // backend describes PostgreSQL to the shared SQL tests. Each test gets a
@@ -20,7 +21,7 @@ var backend = &sqltest.Backend{
 	EnvVar:               "NANOMDM_TEST_PGSQL_DSN",
 	DriverName:           "postgres",
 	NumberedPlaceholders: true,
-	Isolate:              sqltest.PgSQLSchema,
+	Isolate:              sqldb.PgSQLSchema,
 	Open: func(ctx context.Context, dsn, options string, opts ...sqlstore.Option) (sqltest.Store, error) {
 		return New(ctx, dsn, options, opts...)
 	},
@@ -57,20 +58,7 @@ func TestExplainNextCommand(t *testing.T) {
 	}
 	for _, q := range []string{queries.NextCommand, queries.NextCommandSkipNotNow} {
 		query := strings.ReplaceAll(q, ":id", pq.QuoteLiteral(ids[42]))
-		rows, err := db.Query("EXPLAIN " + query)
-		if err != nil {
-			t.Fatalf("explain: %v", err)
-		}
-		var plan []string
-		for rows.Next() {
-			var line string
-			if err := rows.Scan(&line); err != nil {
-				t.Fatal(err)
-			}
-			plan = append(plan, line)
-		}
-		rows.Close()
-		text := strings.Join(plan, "\n")
+		text := strings.Join(sqltest.Strings(t, db, "EXPLAIN "+query), "\n")
 		t.Logf("EXPLAIN%s\n%s", query, text)
 		if !strings.Contains(text, "enrollment_queue_next_idx") {
 			t.Errorf("plan does not use enrollment_queue_next_idx")
@@ -122,22 +110,7 @@ func TestPreparedStatements(t *testing.T) {
 			storagetest.StoreReport(t, s, dev, mdm.StatusAcknowledged, cmd.CommandUUID)
 			storagetest.WantNext(t, s, dev, false, nil)
 
-			rows, err := s.DB().Query("SELECT statement FROM pg_prepared_statements")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer rows.Close()
-			var have []string
-			for rows.Next() {
-				var text string
-				if err := rows.Scan(&text); err != nil {
-					t.Fatal(err)
-				}
-				have = append(have, text)
-			}
-			if err := rows.Err(); err != nil {
-				t.Fatal(err)
-			}
+			have := sqltest.Strings(t, s.DB(), "SELECT statement FROM pg_prepared_statements")
 			found := map[string]bool{}
 			for _, text := range have {
 				for name, q := range map[string]string{"NextCommand": queries.NextCommand, "ReportDone": queries.ReportDone} {

@@ -7,9 +7,7 @@ package sqltest
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"fmt"
 	"net"
 	"os"
@@ -106,12 +104,26 @@ func (b *Backend) Placeholder(n int) string {
 	return "?"
 }
 
-// RandomName returns a short random lower-case name for schemas and
-// databases.
-func RandomName(prefix string) string {
-	var b [5]byte
-	rand.Read(b[:])
-	return prefix + hex.EncodeToString(b[:])
+// Strings returns the one text column of every row of query.
+func Strings(t testing.TB, db *sql.DB, query string, args ...any) []string {
+	t.Helper()
+	rows, err := db.Query(query, args...)
+	if err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			t.Fatalf("%s: %v", query, err)
+		}
+		out = append(out, s)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	return out
 }
 
 // Count returns the result of a COUNT query on s's database.

@@ -1,15 +1,20 @@
-package sqltest
+// Package sqldb gives each SQL test a database of its own next to the one
+// the test environment names (see .ci/sqldb.sh), dropped when the test
+// ends: a schema on PostgreSQL, a database on MySQL/MariaDB.
+package sqldb
 
 import (
+	"crypto/rand"
 	"database/sql"
+	"encoding/hex"
 	"net/url"
 	"testing"
 
 	driver "github.com/go-sql-driver/mysql"
 )
 
-// PgSQLSchema is a Backend.Isolate for PostgreSQL: a new schema in the
-// database of base, reached through search_path.
+// PgSQLSchema creates a new schema in the database of base, reached
+// through search_path, and returns a DSN that uses it.
 func PgSQLSchema(t testing.TB, admin *sql.DB, base string) string {
 	t.Helper()
 	schema := RandomName("nanomdm_t_")
@@ -24,8 +29,8 @@ func PgSQLSchema(t testing.TB, admin *sql.DB, base string) string {
 	return withSearchPath(base, schema)
 }
 
-// MySQLDatabase is a Backend.Isolate for MySQL: a new database named
-// after the one of base, on the same server.
+// MySQLDatabase creates a new database named after the one of base, on
+// the same server, and returns a DSN naming it.
 func MySQLDatabase(t testing.TB, admin *sql.DB, base string) string {
 	t.Helper()
 	cfg, err := driver.ParseDSN(base)
@@ -54,4 +59,12 @@ func withSearchPath(dsn, schema string) string {
 		return u.String()
 	}
 	return dsn + " search_path=" + schema
+}
+
+// RandomName returns a short random lower-case name for schemas and
+// databases.
+func RandomName(prefix string) string {
+	var b [5]byte
+	rand.Read(b[:])
+	return prefix + hex.EncodeToString(b[:])
 }
