@@ -10,12 +10,9 @@ import (
 )
 
 // The tests of this package read the repository around them: the module
-// root is the parent of this directory, and Apple's command schemas live in
-// shared/ beside the clone (../shared from the module root), as on the
-// developers' machines and in CI.
-
-// sharedEnv overrides the location of the shared directory.
-const sharedEnv = "NANOMDM_SHARED_DIR"
+// root is the parent of this directory. Apple's check-in and command
+// schemas (MIT licensed, LICENSE.txt beside them) are kept in
+// testdata/apple-device-management so that a bare clone tests itself.
 
 // repoRoot returns the absolute path of the module root.
 func repoRoot(t *testing.T) string {
@@ -52,15 +49,10 @@ func readRepoFile(t *testing.T, rel string) []byte {
 // checking anything.
 func commandSchemaDir(t *testing.T) string {
 	t.Helper()
-	shared := os.Getenv(sharedEnv)
-	if shared == "" {
-		shared = filepath.Join(repoRoot(t), "..", "shared")
-	}
-	dir := filepath.Join(shared, "apple-device-management", "mdm", "commands")
+	dir := repoFile(t, "docs/testdata/apple-device-management/mdm/commands")
 	entries, err := os.ReadDir(dir)
 	if err != nil || len(entries) == 0 {
-		t.Fatalf("Apple's MDM command schemas are missing: want *.yaml files in %s (the shared/ directory beside the clone, or set %s); err: %v",
-			dir, sharedEnv, err)
+		t.Fatalf("Apple's MDM command schemas are missing: want *.yaml files in %s; err: %v", dir, err)
 	}
 	return dir
 }
