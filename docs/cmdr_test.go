@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
-	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -23,6 +22,7 @@ import (
 	"github.com/nanomdm/nanomdm/http/api"
 	httpmdm "github.com/nanomdm/nanomdm/http/mdm"
 	"github.com/nanomdm/nanomdm/mdm"
+	"github.com/nanomdm/nanomdm/mdm/commands"
 	"github.com/nanomdm/nanomdm/mdm/simulator"
 	"github.com/nanomdm/nanomdm/service/nanomdm"
 	"github.com/nanomdm/nanomdm/storage/inmem"
@@ -49,111 +49,6 @@ var readOnlyCommands = map[string]bool{
 	"ProfileList": true, "ProvisioningProfileList": true, "CertificateList": true,
 	"SecurityInfo": true, "UserList": true, "ManagedMediaList": true, "AvailableOSUpdates": true,
 	"NSExtensionMappings": true, "OSUpdateStatus": true, "DeviceInformation": true,
-}
-
-// commandSchema is what Apple's YAML says about one RequestType.
-type commandSchema struct {
-	file      string
-	topKeys   map[string]bool // keys directly in the Command dictionary
-	innerKeys map[string]bool // every key named anywhere in payloadkeys
-}
-
-var (
-	requestTypeLine = regexp.MustCompile(`(?m)^\s+requesttype:\s*(\S+)\s*$`)
-	topKeyLine      = regexp.MustCompile(`^- key:\s*(\S+)\s*$`)
-	anyKeyLine      = regexp.MustCompile(`^\s*- key:\s*(\S+)\s*$`)
-)
-
-// loadCommandSchemas indexes Apple's command YAML files by RequestType.
-// The files have a fixed layout: "payload:" holds "requesttype:", and
-// "payloadkeys:" lists the Command dictionary's keys as "- key: NAME" (top
-// level unindented, nested ones indented).
-func loadCommandSchemas(t *testing.T) map[string]*commandSchema {
-	t.Helper()
-	dir := commandSchemaDir(t)
-	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no command schemas in %s: %v", dir, err)
-	}
-	schemas := map[string]*commandSchema{}
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatalf("reading %s: %v", f, err)
-		}
-		m := requestTypeLine.FindSubmatch(b)
-		if m == nil {
-			continue
-		}
-		s := &commandSchema{file: filepath.Base(f), topKeys: map[string]bool{}, innerKeys: map[string]bool{}}
-		in := false
-		for _, line := range strings.Split(string(b), "\n") {
-			if line != "" && line[0] != ' ' && line[0] != '-' {
-				in = strings.HasPrefix(line, "payloadkeys:")
-				continue
-			}
-			if !in {
-				continue
-			}
-			if k := topKeyLine.FindStringSubmatch(line); k != nil {
-				s.topKeys[k[1]] = true
-			}
-			if k := anyKeyLine.FindStringSubmatch(line); k != nil {
-				s.innerKeys[k[1]] = true
-			}
-		}
-		schemas[string(m[1])] = s
-	}
-	if len(schemas) < 50 {
-		t.Fatalf("found only %d request types in %s: the schema layout changed?", len(schemas), dir)
-	}
-	return schemas
-}
-
-// checkAgainstSchema checks that a Command dictionary uses only keys that
-// Apple's schema names for its RequestType: top-level keys exactly, keys
-// of nested dictionaries, DeviceInformation queries and Settings items
-// anywhere in the schema's payload keys.
-func checkAgainstSchema(t *testing.T, body map[string]interface{}, s *commandSchema) {
-	t.Helper()
-	var walk func(path string, v interface{})
-	walk = func(path string, v interface{}) {
-		switch v := v.(type) {
-		case map[string]interface{}:
-			for k, inner := range v {
-				if k == "Item" {
-					if item, ok := inner.(string); ok && !s.innerKeys[item] {
-						t.Errorf("%s: Settings item %q is not in %s", path, item, s.file)
-					}
-				} else if !s.innerKeys[k] {
-					t.Errorf("%s: key %q is not in %s", path, k, s.file)
-				}
-				walk(path+"."+k, inner)
-			}
-		case []interface{}:
-			for i, inner := range v {
-				walk(fmt.Sprintf("%s[%d]", path, i), inner)
-			}
-		}
-	}
-	for k, v := range body {
-		if k == "RequestType" {
-			continue
-		}
-		if !s.topKeys[k] {
-			t.Errorf("Command key %q is not a payload key of %s", k, s.file)
-		}
-		if k == "Queries" {
-			qs, _ := v.([]interface{})
-			for _, q := range qs {
-				if name, _ := q.(string); !s.innerKeys[name] {
-					t.Errorf("DeviceInformation query %q is not in %s", q, s.file)
-				}
-			}
-			continue
-		}
-		walk("Command."+k, v)
-	}
 }
 
 // runCmdr runs tools/cmdr.py and returns its exit code, stdout and stderr.
@@ -244,6 +139,9 @@ type cmdrCase struct {
 	requestType string
 	// want, if set, is the whole Command dictionary expected.
 	want map[string]interface{}
+	// params are the values that give the same command from the Go
+	// template (package mdm/commands) of the same name.
+	params map[string]string
 }
 
 func cmdrCases(t *testing.T) []cmdrCase {
@@ -261,44 +159,55 @@ func cmdrCases(t *testing.T) []cmdrCase {
 	cases = append(cases, []cmdrCase{
 		{name: "DeviceInformation/default", args: []string{"DeviceInformation"}, requestType: "DeviceInformation"},
 		{name: "DeviceInformation/queries", args: []string{"DeviceInformation", "SerialNumber", "OSVersion"},
-			requestType: "DeviceInformation",
-			want:        map[string]interface{}{"RequestType": "DeviceInformation", "Queries": []interface{}{"SerialNumber", "OSVersion"}}},
+			requestType: "DeviceInformation", params: map[string]string{"queries": "SerialNumber OSVersion"},
+			want: map[string]interface{}{"RequestType": "DeviceInformation", "Queries": []interface{}{"SerialNumber", "OSVersion"}}},
 		{name: "InstallProfile/file", args: []string{"InstallProfile", repoFile(t, "docs/enroll.mobileconfig")},
-			requestType: "InstallProfile",
-			want:        map[string]interface{}{"RequestType": "InstallProfile", "Payload": profile}},
+			requestType: "InstallProfile", params: map[string]string{"profile": string(profile)},
+			want: map[string]interface{}{"RequestType": "InstallProfile", "Payload": profile}},
 		{name: "InstallProfile/stdin", args: []string{"InstallProfile", "-"}, stdin: profile,
-			requestType: "InstallProfile",
-			want:        map[string]interface{}{"RequestType": "InstallProfile", "Payload": profile}},
+			requestType: "InstallProfile", params: map[string]string{"profile": string(profile)},
+			want: map[string]interface{}{"RequestType": "InstallProfile", "Payload": profile}},
 		{name: "RemoveProfile", args: []string{"RemoveProfile", "com.example.wifi"}, requestType: "RemoveProfile",
-			want: map[string]interface{}{"RequestType": "RemoveProfile", "Identifier": "com.example.wifi"}},
+			params: map[string]string{"identifier": "com.example.wifi"},
+			want:   map[string]interface{}{"RequestType": "RemoveProfile", "Identifier": "com.example.wifi"}},
 		{name: "ScheduleOSUpdate/default", args: []string{"ScheduleOSUpdate"}, requestType: "ScheduleOSUpdate",
 			want: map[string]interface{}{"RequestType": "ScheduleOSUpdate",
 				"Updates": []interface{}{map[string]interface{}{"InstallAction": "Default"}}}},
 		{name: "ScheduleOSUpdate/options", args: []string{"ScheduleOSUpdate", "--action", "InstallLater",
 			"--product-version", "14.5", "--product-key", "MSU_UPDATE_23F79_patch_14.5",
-			"--max-user-deferrals", "3", "--priority", "High"}, requestType: "ScheduleOSUpdate"},
+			"--max-user-deferrals", "3", "--priority", "High"}, requestType: "ScheduleOSUpdate",
+			params: map[string]string{"action": "InstallLater", "product-version": "14.5",
+				"product-key": "MSU_UPDATE_23F79_patch_14.5", "max-user-deferrals": "3", "priority": "High"}},
 		{name: "AccountConfiguration/default", args: []string{"AccountConfiguration"}, requestType: "AccountConfiguration",
 			want: map[string]interface{}{"RequestType": "AccountConfiguration",
 				"SkipPrimarySetupAccountCreation": false, "SetPrimarySetupAccountAsRegularUser": false}},
 		{name: "AccountConfiguration/admin", args: []string{"AccountConfiguration", "--skip-primary",
 			"--primary-full-name", "Ann Example", "--primary-user-name", "ann", "--lock-primary",
 			"--admin-short-name", "mdmadmin", "--admin-full-name", "MDM Admin",
-			"--admin-password-hash", hashFile, "--admin-hidden"}, requestType: "AccountConfiguration"},
+			"--admin-password-hash", hashFile, "--admin-hidden"}, requestType: "AccountConfiguration",
+			params: map[string]string{"skip-primary": "on", "primary-full-name": "Ann Example",
+				"primary-user-name": "ann", "lock-primary": "on", "admin-short-name": "mdmadmin",
+				"admin-full-name": "MDM Admin", "admin-password-hash": string(hash), "admin-hidden": "on"}},
 		{name: "Settings", args: []string{"Settings", "--device-name", "Kiosk 7", "--hostname", "kiosk-7",
 			"--bluetooth", "off", "--data-roaming", "on", "--voice-roaming", "on", "--personal-hotspot", "off",
-			"--maximum-resident-users", "4"}, requestType: "Settings"},
+			"--maximum-resident-users", "4"}, requestType: "Settings",
+			params: map[string]string{"device-name": "Kiosk 7", "hostname": "kiosk-7", "bluetooth": "off",
+				"data-roaming": "on", "voice-roaming": "on", "personal-hotspot": "off", "maximum-resident-users": "4"}},
 		{name: "EraseDevice/plain", args: []string{"EraseDevice"}, requestType: "EraseDevice",
 			want: map[string]interface{}{"RequestType": "EraseDevice"}},
 		{name: "EraseDevice/pin", args: []string{"EraseDevice", "123456", "--preserve-data-plan",
-			"--disallow-proximity-setup", "--obliteration-behavior", "DoNotObliterate"}, requestType: "EraseDevice"},
+			"--disallow-proximity-setup", "--obliteration-behavior", "DoNotObliterate"}, requestType: "EraseDevice",
+			params: map[string]string{"pin": "123456", "preserve-data-plan": "on",
+				"disallow-proximity-setup": "on", "obliteration-behavior": "DoNotObliterate"}},
 		{name: "DeviceLock/plain", args: []string{"DeviceLock"}, requestType: "DeviceLock",
 			want: map[string]interface{}{"RequestType": "DeviceLock"}},
 		{name: "DeviceLock/pin", args: []string{"DeviceLock", "654321", "--message", "Call IT", "--phone-number", "+1 555 0100"},
-			requestType: "DeviceLock",
+			requestType: "DeviceLock", params: map[string]string{"pin": "654321", "message": "Call IT", "phone-number": "+1 555 0100"},
 			want: map[string]interface{}{"RequestType": "DeviceLock", "PIN": "654321",
 				"Message": "Call IT", "PhoneNumber": "+1 555 0100"}},
 		{name: "command", args: []string{"command", "InstalledApplicationList"}, requestType: "InstalledApplicationList",
-			want: map[string]interface{}{"RequestType": "InstalledApplicationList"}},
+			params: map[string]string{"request-type": "InstalledApplicationList"},
+			want:   map[string]interface{}{"RequestType": "InstalledApplicationList"}},
 	}...)
 	for i := 0; i < 5; i++ {
 		cases = append(cases, cmdrCase{name: fmt.Sprintf("random/%d", i), args: []string{"-r"}})
@@ -307,21 +216,22 @@ func cmdrCases(t *testing.T) []cmdrCase {
 }
 
 // TestCmdr runs every sub-command of tools/cmdr.py, checks that the plist
-// it prints is a command our enqueue API accepts, whose RequestType and
-// keys Apple's schema knows, enqueues each through the real handler, and
-// lets a simulated device fetch and acknowledge them all, byte for byte.
+// it prints is a command our enqueue API accepts and the same command the
+// Go template of that name builds (package mdm/commands, whose tests check
+// the templates against Apple's schemas), enqueues each through the real
+// handler, and lets a simulated device fetch and acknowledge them all,
+// byte for byte.
 func TestCmdr(t *testing.T) {
-	schemas := loadCommandSchemas(t)
-	for _, rt := range append(append([]string{}, specNoArgumentCommands...), specArgumentCommands...) {
-		if rt == "command" {
-			continue
-		}
-		if schemas[rt] == nil {
-			t.Errorf("SPEC §1.3 names %s, which Apple's schemas do not know", rt)
+	var templates []string
+	for _, tmpl := range commands.Templates() {
+		templates = append(templates, tmpl.Name)
+		if tmpl.ReadOnly != readOnlyCommands[tmpl.Name] {
+			t.Errorf("template %s: ReadOnly %v, cmdr.py -r says %v", tmpl.Name, tmpl.ReadOnly, readOnlyCommands[tmpl.Name])
 		}
 	}
 
-	// Every sub-command cmdr.py offers is one of SPEC §1.3, and has a case.
+	// Every sub-command cmdr.py offers is one of SPEC §1.3 and a Go
+	// template, and has a case.
 	code, out, stderr := runCmdr(t, nil, "-l")
 	if code != 0 {
 		t.Fatalf("cmdr.py -l exited %d: %s", code, stderr)
@@ -332,6 +242,10 @@ func TestCmdr(t *testing.T) {
 	sort.Strings(listed)
 	if !reflect.DeepEqual(listed, spec) {
 		t.Errorf("cmdr.py -l lists\n%v\nwant the sub-commands of SPEC §1.3\n%v", listed, spec)
+	}
+	sort.Strings(templates)
+	if !reflect.DeepEqual(templates, spec) {
+		t.Errorf("package commands has the templates\n%v\nwant the sub-commands of SPEC §1.3\n%v", templates, spec)
 	}
 
 	srv := newEnqueueServer(t)
@@ -377,11 +291,21 @@ func TestCmdr(t *testing.T) {
 			if tc.want != nil && !reflect.DeepEqual(body, tc.want) {
 				t.Errorf("Command = %#v\nwant %#v", body, tc.want)
 			}
-			schema := schemas[rt]
-			if schema == nil {
-				t.Fatalf("RequestType %q is not a requesttype of any schema in %s", rt, commandSchemaDir(t))
+			name := tc.args[0]
+			if name == "-r" {
+				name = rt
 			}
-			checkAgainstSchema(t, body, schema)
+			goCmd, err := commands.Build(name, uuid, tc.params)
+			if err != nil {
+				t.Fatalf("Go template %s: %v", name, err)
+			}
+			var goWhole map[string]interface{}
+			if err := plist.Unmarshal(goCmd.Raw, &goWhole); err != nil {
+				t.Fatalf("decoding the Go template's plist: %v", err)
+			}
+			if !reflect.DeepEqual(whole, goWhole) {
+				t.Errorf("cmdr.py printed\n%#v\nthe Go template %s builds\n%#v", whole, name, goWhole)
+			}
 
 			srv.enqueue(t, out, uuid, rt)
 			queued = append(queued, sent{uuid: uuid, requestType: rt, raw: out})

@@ -10,9 +10,7 @@ import (
 )
 
 // The tests of this package read the repository around them: the module
-// root is the parent of this directory. Apple's check-in and command
-// schemas (MIT licensed, LICENSE.txt beside them) are kept in
-// testdata/apple-device-management so that a bare clone tests itself.
+// root is the parent of this directory.
 
 // repoRoot returns the absolute path of the module root.
 func repoRoot(t *testing.T) string {
@@ -42,19 +40,6 @@ func readRepoFile(t *testing.T, rel string) []byte {
 		t.Fatalf("reading %s: %v", rel, err)
 	}
 	return b
-}
-
-// commandSchemaDir returns the directory of Apple's MDM command schemas.
-// A missing directory fails the test: skipping would let CI pass without
-// checking anything.
-func commandSchemaDir(t *testing.T) string {
-	t.Helper()
-	dir := repoFile(t, "docs/testdata/apple-device-management/mdm/commands")
-	entries, err := os.ReadDir(dir)
-	if err != nil || len(entries) == 0 {
-		t.Fatalf("Apple's MDM command schemas are missing: want *.yaml files in %s; err: %v", dir, err)
-	}
-	return dir
 }
 
 // python3 returns the path of the Python 3 interpreter that runs
