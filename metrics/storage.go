@@ -14,6 +14,7 @@ import (
 type Store interface {
 	storage.AllStorage
 	storage.InspectionStore
+	storage.PushCertLister
 	storage.CertAuthRetriever
 	storage.Pinger
 }
@@ -165,6 +166,13 @@ func (s *instrumented) IsPushCertStale(ctx context.Context, topic, staleToken st
 	v, err := s.next.IsPushCertStale(ctx, topic, staleToken)
 	s.done("IsPushCertStale", start, err)
 	return v, err
+}
+
+func (s *instrumented) RetrievePushCertTopics(ctx context.Context) ([]string, error) {
+	start := time.Now()
+	topics, err := s.next.RetrievePushCertTopics(ctx)
+	s.done("RetrievePushCertTopics", start, err)
+	return topics, err
 }
 
 func (s *instrumented) HasCertHash(r *mdm.Request, hash string) (bool, error) {

@@ -132,6 +132,13 @@ type PushCertStore interface {
 	IsPushCertStale(ctx context.Context, topic string, staleToken string) (bool, error)
 }
 
+// PushCertLister lists the stored push certificates.
+type PushCertLister interface {
+	// RetrievePushCertTopics returns the topic of every stored push
+	// certificate, in bytewise order; none stored is an empty result.
+	RetrievePushCertTopics(ctx context.Context) ([]string, error)
+}
+
 // CertAuthStore associates identity certificate hashes with enrollments.
 // IDs are device-channel IDs (r.EnrollID.ParentID for user channels).
 type CertAuthStore interface {

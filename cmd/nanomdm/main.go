@@ -253,7 +253,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return mdmhttp.BasicAuthMiddleware(mdmhttp.MethodsMiddleware(h, methods...), mdmhttp.APIUsername, c.apiKey, "nanomdm",
 				mdmhttp.WithAuthFailureLimiter(limiter))
 		}
-		mux.Handle("/v1/pushcert", auth(api.PushCertHandler(store, apiOpts...), http.MethodPut, http.MethodGet))
+		mux.Handle("/v1/pushcert", auth(api.PushCertHandler(stores, apiOpts...), http.MethodPut, http.MethodGet))
 		mux.Handle("/v1/enqueue/", auth(http.StripPrefix("/v1/enqueue/", api.EnqueueHandler(store, apiOpts...)), http.MethodPut, http.MethodPost))
 		mux.Handle("/v1/push/", auth(http.StripPrefix("/v1/push/", api.PushHandler(apiOpts...)), http.MethodGet, http.MethodPost))
 		mux.Handle("/v1/escrowkeyunlock", auth(api.EscrowKeyUnlockHandler(store, api.EscrowKeyUnlockTarget{URL: c.integrations.escrowURL}, apiOpts...), http.MethodPost))

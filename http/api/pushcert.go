@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -35,10 +36,23 @@ var ErrInvalidPushCert = errors.New("invalid push certificate upload")
 // errEncryptedKey is the complaint about a password-protected key.
 var errEncryptedKey = errors.New("private key PEM appears to be encrypted")
 
-// PushCertResponse is the answer of PUT and GET /v1/pushcert.
+// PushCertResponse is the answer of PUT and GET /v1/pushcert?topic=T.
 type PushCertResponse struct {
 	Topic    string    `json:"topic"`
 	NotAfter time.Time `json:"not_after"` // RFC 3339, UTC
+}
+
+// PushCertsResponse is the answer of GET /v1/pushcert without a topic:
+// every stored push certificate, in topic order.
+type PushCertsResponse struct {
+	PushCerts []PushCertResponse `json:"push_certs"`
+}
+
+// PushCertStore is what PushCertHandler needs: to store, read and list
+// push certificates.
+type PushCertStore interface {
+	storage.PushCertStore
+	storage.PushCertLister
 }
 
 // pushCert is a checked push certificate upload.
@@ -196,10 +210,11 @@ func parsePushCert(body []byte, now time.Time) (*pushCert, error) {
 
 // PushCertHandler stores APNs push certificates (PUT, body = PEM
 // certificate and unencrypted PEM private key) and describes a stored one
-// (GET ?topic=T). Both answer {"topic","not_after"}. A bad upload is
+// (GET ?topic=T). Both answer {"topic","not_after"}. GET without a topic
+// lists every stored certificate ({"push_certs":[…]}). A bad upload is
 // answered 400, an unknown topic 404, a storage failure 500, each with a
 // JSON error. The private key is never logged nor answered.
-func PushCertHandler(store storage.PushCertStore, opts ...Option) http.Handler {
+func PushCertHandler(store PushCertStore, opts ...Option) http.Handler {
 	o := newOptions(opts)
 	limit := int64(MaxPushCertBytes)
 	if o.bodyLimit > 0 && o.bodyLimit < limit {
@@ -239,33 +254,58 @@ func PushCertHandler(store storage.PushCertStore, opts ...Option) http.Handler {
 }
 
 // getPushCert answers the topic and expiry of the stored push certificate
-// of the topic query parameter.
-func getPushCert(w http.ResponseWriter, r *http.Request, store storage.PushCertStore, logger log.Logger) {
-	topic := r.URL.Query().Get("topic")
-	if topic == "" {
-		mdmhttp.WriteJSONError(w, http.StatusBadRequest, errors.New("topic query parameter required"))
+// of the topic query parameter, or of every one without it.
+func getPushCert(w http.ResponseWriter, r *http.Request, store PushCertStore, logger log.Logger) {
+	topics := []string{r.URL.Query().Get("topic")}
+	list := topics[0] == ""
+	if list {
+		var err error
+		if topics, err = store.RetrievePushCertTopics(r.Context()); err != nil {
+			logger.Info("msg", "push cert list", "err", err)
+			mdmhttp.WriteJSONError(w, http.StatusInternalServerError, err)
+			return
+		}
+	}
+	resp := PushCertsResponse{PushCerts: []PushCertResponse{}}
+	for _, topic := range topics {
+		notAfter, err := pushCertExpiry(r.Context(), store, topic)
+		switch {
+		case errors.Is(err, storage.ErrNoPushCert) && list:
+			continue // removed since it was listed
+		case errors.Is(err, storage.ErrNoPushCert):
+			mdmhttp.WriteJSONError(w, http.StatusNotFound, err)
+			return
+		case err != nil:
+			logger.Info("msg", "push cert lookup", "err", err)
+			mdmhttp.WriteJSONError(w, http.StatusInternalServerError, err)
+			return
+		}
+		resp.PushCerts = append(resp.PushCerts, PushCertResponse{Topic: topic, NotAfter: notAfter})
+	}
+	if list {
+		mdmhttp.WriteJSON(w, http.StatusOK, resp)
 		return
 	}
-	cert, _, err := store.RetrievePushCert(r.Context(), topic)
+	mdmhttp.WriteJSON(w, http.StatusOK, resp.PushCerts[0])
+}
+
+// pushCertExpiry returns the NotAfter of the stored push certificate of
+// topic, in UTC.
+func pushCertExpiry(ctx context.Context, store storage.PushCertStore, topic string) (time.Time, error) {
+	cert, _, err := store.RetrievePushCert(ctx, topic)
 	switch {
 	case errors.Is(err, storage.ErrNoPushCert):
-		mdmhttp.WriteJSONError(w, http.StatusNotFound, err)
-		return
+		return time.Time{}, err
 	case err != nil:
-		err = fmt.Errorf("retrieving push cert for topic %q: %w", topic, err)
-		logger.Info("msg", "push cert lookup", "err", err)
-		mdmhttp.WriteJSONError(w, http.StatusInternalServerError, err)
-		return
+		return time.Time{}, fmt.Errorf("retrieving push cert for topic %q: %w", topic, err)
 	case cert == nil || len(cert.Certificate) == 0:
-		mdmhttp.WriteJSONError(w, http.StatusInternalServerError, fmt.Errorf("stored push cert for topic %q has no certificate", topic))
-		return
+		return time.Time{}, fmt.Errorf("stored push cert for topic %q has no certificate", topic)
 	}
 	leaf := cert.Leaf
 	if leaf == nil {
 		if leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
-			mdmhttp.WriteJSONError(w, http.StatusInternalServerError, fmt.Errorf("parsing stored push cert for topic %q: %w", topic, err))
-			return
+			return time.Time{}, fmt.Errorf("parsing stored push cert for topic %q: %w", topic, err)
 		}
 	}
-	mdmhttp.WriteJSON(w, http.StatusOK, PushCertResponse{Topic: topic, NotAfter: leaf.NotAfter.UTC()})
+	return leaf.NotAfter.UTC(), nil
 }

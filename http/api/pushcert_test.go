@@ -26,7 +26,6 @@ import (
 
 	"github.com/nanomdm/nanomdm/http/api"
 	"github.com/nanomdm/nanomdm/log"
-	"github.com/nanomdm/nanomdm/storage"
 	"github.com/nanomdm/nanomdm/storage/inmem"
 )
 
@@ -252,11 +251,43 @@ func TestPushCertGet(t *testing.T) {
 	if code, m, raw := do(t, h, http.MethodGet, "/v1/pushcert?topic=com.apple.mgmt.none", nil); code != 404 || m["error"] == "" {
 		t.Errorf("GET unknown topic: have %d %s, want 404 with an error", code, raw)
 	}
-	if code, m, raw := do(t, h, http.MethodGet, "/v1/pushcert", nil); code != 400 || !strings.Contains(fmt.Sprint(m["error"]), "topic") {
-		t.Errorf("GET without topic: have %d %s, want 400 naming the topic parameter", code, raw)
+	if code, m, raw := do(t, h, http.MethodGet, "/v1/pushcert", nil); code != 200 || fmt.Sprint(m["push_certs"]) != "[]" {
+		t.Errorf("GET without topic and nothing stored: have %d %s, want 200 and an empty push_certs list", code, raw)
 	}
 	if code, _, raw := do(t, h, http.MethodPost, "/v1/pushcert", nil); code != 405 {
 		t.Errorf("POST: have %d %s, want 405", code, raw)
+	}
+}
+
+// TestPushCertList checks that GET without a topic lists every stored
+// certificate with its expiry, in topic order.
+func TestPushCertList(t *testing.T) {
+	store := inmem.New()
+	h := api.PushCertHandler(store)
+	want := map[string]string{}
+	for _, topic := range []string{"com.apple.mgmt.b", "com.apple.mgmt.a"} {
+		key := newECKey(t)
+		code, m, raw := do(t, h, http.MethodPut, "/v1/pushcert", append(newCertPEM(t, certSpec{topic: topic, key: key}), pkcs8PEM(t, key)...))
+		if code != 200 {
+			t.Fatalf("PUT %s: have %d %s, want 200", topic, code, raw)
+		}
+		want[topic] = fmt.Sprint(m["not_after"])
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/v1/pushcert", nil))
+	var list api.PushCertsResponse
+	if err := json.Unmarshal(rec.Body.Bytes(), &list); rec.Code != 200 || err != nil {
+		t.Fatalf("GET list: have %d %s (%v), want 200 and a push_certs list", rec.Code, rec.Body, err)
+	}
+	var topics []string
+	for _, pc := range list.PushCerts {
+		topics = append(topics, pc.Topic)
+		if have := pc.NotAfter.Format(time.RFC3339); have != want[pc.Topic] {
+			t.Errorf("%s: not_after %s, want %s (as PUT answered)", pc.Topic, have, want[pc.Topic])
+		}
+	}
+	if fmt.Sprint(topics) != "[com.apple.mgmt.a com.apple.mgmt.b]" {
+		t.Errorf("listed topics %v, want both in topic order", topics)
 	}
 }
 
@@ -268,13 +299,17 @@ func TestPushCertBodyLimit(t *testing.T) {
 }
 
 // failingStore fails every push certificate operation.
-type failingStore struct{ storage.PushCertStore }
+type failingStore struct{ api.PushCertStore }
 
 var errDiskFull = errors.New("disk full")
 
 func (failingStore) StorePushCert(context.Context, []byte, []byte) error { return errDiskFull }
 func (failingStore) RetrievePushCert(context.Context, string) (*tls.Certificate, string, error) {
 	return nil, "", errDiskFull
+}
+
+func (failingStore) RetrievePushCertTopics(context.Context) ([]string, error) {
+	return nil, errDiskFull
 }
 
 func TestPushCertStorageFailure(t *testing.T) {
@@ -286,5 +321,8 @@ func TestPushCertStorageFailure(t *testing.T) {
 	}
 	if code, _, raw := do(t, h, http.MethodGet, "/v1/pushcert?topic=com.apple.mgmt.x", nil); code != 500 {
 		t.Errorf("GET with failing storage: have %d %s, want 500", code, raw)
+	}
+	if code, m, raw := do(t, h, http.MethodGet, "/v1/pushcert", nil); code != 500 || !strings.Contains(fmt.Sprint(m["error"]), "disk full") {
+		t.Errorf("GET list with failing storage: have %d %s, want 500 with the storage error", code, raw)
 	}
 }

@@ -34,7 +34,7 @@ func nanopushFactory(t testing.TB, srv *apnstest.Server, opts ...nanopush.Option
 
 // uploadCert PUTs a new push certificate for topic through the API
 // handler and returns its DER.
-func uploadCert(t testing.TB, store storage.PushCertStore, topic string) []byte {
+func uploadCert(t testing.TB, store api.PushCertStore, topic string) []byte {
 	t.Helper()
 	pemCert, pemKey := storagetest.NewPushCert(t, topic)
 	rec := httptest.NewRecorder()

@@ -72,3 +72,13 @@ var (
 	_ storage.CertAuthRetriever = (*Storage)(nil)
 	_ storage.Pinger            = (*Storage)(nil)
 )
+
+// RetrievePushCertTopics implements storage.PushCertLister (first
+// backend).
+func (s *Storage) RetrievePushCertTopics(ctx context.Context) ([]string, error) {
+	r, err := firstAs[storage.PushCertLister](s, "list push certificates")
+	if err != nil {
+		return nil, err
+	}
+	return r.RetrievePushCertTopics(ctx)
+}

@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/nanomdm/nanomdm/cryptoutil"
@@ -77,6 +78,22 @@ func (s *Storage) RetrievePushCert(_ context.Context, topic string) (*tls.Certif
 		return nil, "", fmt.Errorf("parsing push certificate for topic %q: %w", topic, err)
 	}
 	return &cert, token, nil
+}
+
+// RetrievePushCertTopics implements storage.PushCertLister: the names of
+// the push certificate files, less ".pem". ReadDir sorts them bytewise.
+func (s *Storage) RetrievePushCertTopics(context.Context) ([]string, error) {
+	entries, err := os.ReadDir(filepath.Join(s.dir, pushCertsDir))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("listing push certificates: %w", err)
+	}
+	var topics []string
+	for _, e := range entries {
+		if topic, ok := strings.CutSuffix(e.Name(), ".pem"); ok && e.Type().IsRegular() {
+			topics = append(topics, topic)
+		}
+	}
+	return topics, nil
 }
 
 // IsPushCertStale implements storage.PushCertStore.

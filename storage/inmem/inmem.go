@@ -9,6 +9,8 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -417,6 +419,13 @@ func (s *Storage) RetrievePushCert(_ context.Context, topic string) (*tls.Certif
 	}
 	cert := pc.cert
 	return &cert, pc.token, nil
+}
+
+// RetrievePushCertTopics implements storage.PushCertLister.
+func (s *Storage) RetrievePushCertTopics(context.Context) ([]string, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return slices.Sorted(maps.Keys(s.pushCerts)), nil
 }
 
 // IsPushCertStale implements storage.PushCertStore.

@@ -173,6 +173,8 @@ ON DUPLICATE KEY UPDATE
 
 	SelectPushCertStaleToken: `SELECT stale_token FROM nano_push_certs WHERE topic = :topic`,
 
+	SelectPushCertTopics: `SELECT topic FROM nano_push_certs`,
+
 	HasCertHash:           `SELECT 1 FROM nano_cert_auth_associations WHERE sha256 = :sha256 LIMIT 1`,
 	EnrollmentHasCertHash: `SELECT 1 FROM nano_cert_auth_associations WHERE id = :id LIMIT 1`,
 	IsCertHashAssociated:  `SELECT 1 FROM nano_cert_auth_associations WHERE id = :id AND sha256 = :sha256`,

@@ -182,6 +182,8 @@ ON CONFLICT (topic) DO UPDATE SET
 
 	SelectPushCertStaleToken: `SELECT stale_token FROM push_certs WHERE topic = :topic`,
 
+	SelectPushCertTopics: `SELECT topic FROM push_certs`,
+
 	HasCertHash:           `SELECT 1 FROM cert_auth_associations WHERE sha256 = :sha256 LIMIT 1`,
 	EnrollmentHasCertHash: `SELECT 1 FROM cert_auth_associations WHERE id = :id LIMIT 1`,
 	IsCertHashAssociated:  `SELECT 1 FROM cert_auth_associations WHERE id = :id AND sha256 = :sha256`,

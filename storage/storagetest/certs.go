@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -63,6 +64,46 @@ func testPushCert(t *testing.T, s storage.AllStorage) {
 		t.Errorf("storing a certificate with a key that does not match: have no error")
 	}
 	wantPushCert(t, s, topic, newCert)
+}
+
+// testPushCertTopics checks that every stored push certificate is listed
+// once, in bytewise order. The store may be shared: only this test's
+// topics are looked for.
+func testPushCertTopics(t *testing.T, s storage.AllStorage) {
+	ctx := context.Background()
+	lister := role[storage.PushCertLister](t, s)
+	a, b := NewTopic(), NewTopic()
+	before, err := lister.RetrievePushCertTopics(ctx)
+	if err != nil {
+		t.Fatalf("listing push cert topics: %v", err)
+	}
+	if slices.Contains(before, a) || slices.Contains(before, b) {
+		t.Fatalf("topics %v before storing: want neither %q nor %q", before, a, b)
+	}
+	for _, topic := range []string{b, a, b} {
+		pemCert, pemKey := NewPushCert(t, topic)
+		if err := s.StorePushCert(ctx, pemCert, pemKey); err != nil {
+			t.Fatalf("storing push cert of %q: %v", topic, err)
+		}
+	}
+	topics, err := lister.RetrievePushCertTopics(ctx)
+	if err != nil {
+		t.Fatalf("listing push cert topics: %v", err)
+	}
+	if !slices.IsSorted(topics) {
+		t.Errorf("topics %v: want bytewise order", topics)
+	}
+	for _, topic := range []string{a, b} {
+		n := 0
+		for _, have := range topics {
+			if have == topic {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("topic %q listed %d times in %v, want once", topic, n, topics)
+		}
+	}
 }
 
 // wantPushCert retrieves the push cert of topic and checks that it is the

@@ -56,6 +56,7 @@ func RunWith(t *testing.T, newStore func(t *testing.T) storage.AllStorage, opts 
 		{"UserAuthenticate", testUserAuthenticate},
 		{"Disable", testDisable},
 		{"PushCert", testPushCert},
+		{"PushCertTopics", testPushCertTopics},
 		{"CertAuth", testCertAuth},
 		{"Migration", testMigration},
 		{"InvalidIDs", testInvalidIDs},

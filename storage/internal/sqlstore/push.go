@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nanomdm/nanomdm/cryptoutil"
@@ -105,6 +106,29 @@ func (s *Store) IsPushCertStale(ctx context.Context, topic, staleToken string) (
 		return false, fmt.Errorf("%w: %q", storage.ErrNoPushCert, topic)
 	}
 	return token != staleToken, nil
+}
+
+// RetrievePushCertTopics implements storage.PushCertLister. Topics are
+// sorted here: the database's collation need not be bytewise.
+func (s *Store) RetrievePushCertTopics(ctx context.Context) ([]string, error) {
+	rows, err := s.query(ctx, s.db, s.d.Queries.SelectPushCertTopics, nil)
+	if err != nil {
+		return nil, fmt.Errorf("listing push cert topics: %w", err)
+	}
+	defer rows.Close()
+	var topics []string
+	for rows.Next() {
+		var topic string
+		if err := rows.Scan(&topic); err != nil {
+			return nil, fmt.Errorf("listing push cert topics: %w", err)
+		}
+		topics = append(topics, topic)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("listing push cert topics: %w", err)
+	}
+	slices.Sort(topics)
+	return topics, nil
 }
 
 // HasCertHash implements storage.CertAuthStore.

@@ -157,6 +157,8 @@ type Queries struct {
 	SelectPushCert string
 	// SelectPushCertStaleToken returns the stale_token of :topic.
 	SelectPushCertStaleToken string
+	// SelectPushCertTopics returns the topic of every push certificate.
+	SelectPushCertTopics string
 
 	// HasCertHash returns a row when :sha256 is associated with any
 	// enrollment; EnrollmentHasCertHash when :id has any hash;
