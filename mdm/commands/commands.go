@@ -34,25 +34,25 @@ const (
 
 // Param describes one parameter of a template.
 type Param struct {
-	Name     string
-	Help     string
-	Kind     Kind
-	Required bool
+	Name     string `json:"name"`
+	Help     string `json:"help"`
+	Kind     Kind   `json:"kind"`
+	Required bool   `json:"required"`
 	// Choices, when not empty, are the only values allowed.
-	Choices []string
+	Choices []string `json:"choices,omitempty"`
 	// Default is the value used when none is given, if any.
-	Default string
+	Default string `json:"default,omitempty"`
 }
 
 // Template is a named command with parameters. Its name is the
 // RequestType it sends, except for "command", which sends any
 // RequestType without other keys.
 type Template struct {
-	Name   string
-	Help   string
-	Params []Param
+	Name   string  `json:"name"`
+	Help   string  `json:"help"`
+	Params []Param `json:"params,omitempty"`
 	// ReadOnly reports that the command only reads from the device.
-	ReadOnly bool
+	ReadOnly bool `json:"read_only,omitempty"`
 
 	build func(a args) (map[string]any, error)
 }
