@@ -125,3 +125,57 @@ func TestDeployExamplesUseRealFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestGuideDocumentsNanoctl fails when a command or flag of cmd/nanoctl
+// is missing from docs/operations-guide.md: every command as
+// `nanoctl NAME`, every flag (global or a command's) as `-NAME`.
+func TestGuideDocumentsNanoctl(t *testing.T) {
+	guide := string(readRepoFile(t, "docs/operations-guide.md"))
+	bin := commandBinary(t, "nanoctl")
+	help := runTool(t, bin, "help")
+	_, list, ok := strings.Cut(help, "commands:\n")
+	if !ok {
+		t.Fatalf("nanoctl help has no commands: section:\n%s", help)
+	}
+	list, _, _ = strings.Cut(list, "\n\n")
+	var commands []string
+	for _, line := range strings.Split(list, "\n") {
+		if f := strings.Fields(line); len(f) > 0 {
+			commands = append(commands, f[0])
+		}
+	}
+	if len(commands) < 10 {
+		t.Fatalf("found only commands %v in nanoctl help:\n%s", commands, help)
+	}
+	flags := map[string]bool{}
+	for _, f := range commandFlags(t, bin) {
+		flags[f] = true
+	}
+	for _, name := range commands {
+		if name == "version" {
+			continue
+		}
+		if !strings.Contains(guide, "`nanoctl "+name) {
+			t.Errorf("docs/operations-guide.md does not show the nanoctl command %s (as `nanoctl %s …`)", name, name)
+		}
+		var out bytes.Buffer
+		cmd := exec.Command(bin, name, "-h")
+		cmd.Stdout, cmd.Stderr, cmd.Env = &out, &out, cleanEnv()
+		if err := cmd.Run(); err != nil || !strings.Contains(out.String(), "usage: nanoctl "+name) {
+			t.Errorf("nanoctl %s -h: %v, want its usage\n%s", name, err, out.String())
+		}
+		for _, m := range flagLine.FindAllStringSubmatch(out.String(), -1) {
+			flags[m[1]] = true
+		}
+	}
+	for f := range flags {
+		if !strings.Contains(guide, "`-"+f+"`") {
+			t.Errorf("docs/operations-guide.md does not document the nanoctl flag -%s (as `-%s`)", f, f)
+		}
+	}
+	for _, env := range []string{"NANOCTL_URL", "NANOCTL_KEY", "NANOCTL_CONFIG"} {
+		if !strings.Contains(guide, env) {
+			t.Errorf("docs/operations-guide.md does not name %s", env)
+		}
+	}
+}

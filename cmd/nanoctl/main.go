@@ -66,6 +66,12 @@ type config struct {
 	key     string
 	json    bool
 	timeout time.Duration
+
+	// configPath and getenv complete url and key on the first API call,
+	// so that -h and templates need no server.
+	configPath string
+	getenv     func(string) string
+	completed  bool
 }
 
 // command is one sub-command: it parses its own flags from args.
@@ -87,8 +93,7 @@ var commandTable = map[string]command{
 // run parses the global flags, finds the URL and key, and runs the
 // command.
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
-	c := &config{}
-	var configPath string
+	c := &config{getenv: getenv}
 	fs := flag.NewFlagSet("nanoctl", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
@@ -97,7 +102,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	}
 	fs.StringVar(&c.url, "url", "", "server base URL, e.g. https://mdm.example.com (env NANOCTL_URL)")
 	fs.StringVar(&c.key, "key", "", "API key, the server's -api (env NANOCTL_KEY)")
-	fs.StringVar(&configPath, "config", "", "config file of url = … and key = … lines (env NANOCTL_CONFIG; default "+defaultConfigPath()+")")
+	fs.StringVar(&c.configPath, "config", "", "config file of url = … and key = … lines (env NANOCTL_CONFIG; default "+defaultConfigPath()+")")
 	fs.BoolVar(&c.json, "json", false, "print the server's answers as JSON instead of tables")
 	fs.DurationVar(&c.timeout, "timeout", time.Minute, "time allowed for each API call")
 	if err := fs.Parse(args[1:]); err != nil {
@@ -123,11 +128,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		fs.Usage()
 		return fmt.Errorf("unknown command %q", name)
 	}
-	if name != "templates" {
-		if err := c.complete(configPath, getenv); err != nil {
-			return err
-		}
-	}
 	return cmd(ctx, newClient(c, stderr), rest, stdin, stdout)
 }
 
@@ -142,7 +142,11 @@ func defaultConfigPath() string {
 
 // complete fills the URL and key not given as flags from the environment,
 // then from the config file, and checks that both are set.
-func (c *config) complete(configPath string, getenv func(string) string) error {
+func (c *config) complete() error {
+	if c.completed {
+		return nil
+	}
+	getenv, configPath := c.getenv, c.configPath
 	if c.url == "" {
 		c.url = getenv("NANOCTL_URL")
 	}
@@ -179,6 +183,7 @@ func (c *config) complete(configPath string, getenv func(string) string) error {
 		return fmt.Errorf("server URL %q: want http(s)://host[:port]", c.url)
 	}
 	c.url = strings.TrimRight(c.url, "/")
+	c.completed = true
 	return nil
 }
 
@@ -239,6 +244,9 @@ func (e *apiError) Error() string {
 // answer (the enqueue and push endpoints describe every ID) and returns
 // an *apiError.
 func (c *client) call(ctx context.Context, method, path string, query url.Values, body []byte, out any) error {
+	if err := c.cfg.complete(); err != nil {
+		return err
+	}
 	u := c.cfg.url + path
 	if len(query) > 0 {
 		u += "?" + query.Encode()
