@@ -95,14 +95,15 @@ func (l *AuthFailureLimiter) lookup(key string) *authFailures {
 	return f
 }
 
-// fail counts a failure of key.
-func (l *AuthFailureLimiter) fail(key string) {
+// fail counts a failure of key and reports whether this failure locked
+// key out.
+func (l *AuthFailureLimiter) fail(key string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
 	if f := l.lookup(key); f != nil {
 		f.n++
-		return
+		return f.n == l.limit
 	}
 	if _, tracked := l.clients[key]; !tracked && len(l.clients) >= maxTrackedClients {
 		for k, f := range l.clients {
@@ -115,6 +116,7 @@ func (l *AuthFailureLimiter) fail(key string) {
 		}
 	}
 	l.clients[key] = &authFailures{n: 1, start: now}
+	return l.limit == 1
 }
 
 // succeed clears the failures of key.

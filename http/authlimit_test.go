@@ -1,12 +1,17 @@
 package http
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	nethttp "net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/nanomdm/nanomdm/log/gokit"
 )
 
 // fakeClock is a settable time source for the limiter.
@@ -163,5 +168,46 @@ func TestBasicAuthCredentials(t *testing.T) {
 				t.Errorf("WWW-Authenticate: have %q", rec.Header().Get("WWW-Authenticate"))
 			}
 		})
+	}
+}
+
+// TestAuthLockoutLogged checks that the failure that locks a client out
+// writes one log line naming the address, and that later refusals do not.
+func TestAuthLockoutLogged(t *testing.T) {
+	var logs bytes.Buffer
+	l := NewAuthFailureLimiter(2, time.Minute)
+	h := BasicAuthMiddleware(nethttp.NotFoundHandler(), APIUsername, "secret", "nanomdm",
+		WithAuthFailureLimiter(l), WithAuthLogger(gokit.New(&logs, false)))
+	const addr = "192.0.2.7:1000"
+	serveAuth(h, authRequest(addr, "wrong"))
+	if logs.Len() != 0 {
+		t.Errorf("one failure (limit 2) logged %q, want nothing yet", logs.String())
+	}
+	serveAuth(h, authRequest(addr, "wrong"))
+	for i := 0; i < 3; i++ {
+		if code := serveAuth(h, authRequest(addr, "wrong")).Code; code != nethttp.StatusTooManyRequests {
+			t.Fatalf("after the lock-out: have %d, want 429", code)
+		}
+	}
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	if len(lines) != 1 || !strings.Contains(lines[0], "locked out") || !strings.Contains(lines[0], "addr=192.0.2.7") {
+		t.Errorf("log %q, want one line saying 192.0.2.7 is locked out", logs.String())
+	}
+}
+
+// TestNotFoundJSON checks that a path no route serves is a JSON 404 and
+// that routed paths are served as before.
+func TestNotFoundJSON(t *testing.T) {
+	mux := nethttp.NewServeMux()
+	mux.Handle("/v1/enqueue/", nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) { w.WriteHeader(nethttp.StatusNoContent) }))
+	h := NotFoundJSONMiddleware(mux)
+	rec := serveAuth(h, httptest.NewRequest(nethttp.MethodGet, "/v1/enqueu/x", nil))
+	var answer struct{ Error string }
+	if err := json.Unmarshal(rec.Body.Bytes(), &answer); rec.Code != nethttp.StatusNotFound || err != nil ||
+		rec.Header().Get("Content-Type") != "application/json" || !strings.Contains(answer.Error, "/v1/enqueu/x") {
+		t.Errorf("unknown path: have %d %q %s, want a JSON 404 naming the path", rec.Code, rec.Header().Get("Content-Type"), rec.Body)
+	}
+	if code := serveAuth(h, httptest.NewRequest(nethttp.MethodGet, "/v1/enqueue/x", nil)).Code; code != nethttp.StatusNoContent {
+		t.Errorf("routed path: have %d, want the route's 204", code)
 	}
 }

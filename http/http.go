@@ -103,6 +103,7 @@ type AuthOption func(*authOptions)
 
 type authOptions struct {
 	limiter *AuthFailureLimiter
+	logger  log.Logger
 }
 
 // WithAuthFailureLimiter makes the middleware count failed attempts in l
@@ -110,6 +111,12 @@ type authOptions struct {
 // every route guarded by the same credentials. A nil l is ignored.
 func WithAuthFailureLimiter(l *AuthFailureLimiter) AuthOption {
 	return func(o *authOptions) { o.limiter = l }
+}
+
+// WithAuthLogger sets the logger of the line written when a client is
+// locked out.
+func WithAuthLogger(l log.Logger) AuthOption {
+	return func(o *authOptions) { o.logger = l }
 }
 
 var errTooManyFailures = errors.New("too many failed authentication attempts; retry later")
@@ -120,7 +127,7 @@ var errTooManyFailures = errors.New("too many failed authentication attempts; re
 // failures is answered 429 without its credentials being checked.
 // Only API routes use it: MDM endpoints never answer 401.
 func BasicAuthMiddleware(next nethttp.Handler, user, password, realm string, opts ...AuthOption) nethttp.Handler {
-	var o authOptions
+	o := authOptions{logger: log.Nop}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -141,8 +148,9 @@ func BasicAuthMiddleware(next nethttp.Handler, user, password, realm string, opt
 		userOK := subtle.ConstantTimeCompare(haveUser[:], wantUser[:])
 		passOK := subtle.ConstantTimeCompare(havePass[:], wantPass[:])
 		if !ok || userOK&passOK != 1 {
-			if o.limiter != nil {
-				o.limiter.fail(key)
+			if o.limiter != nil && o.limiter.fail(key) {
+				log.From(r.Context(), o.logger).Info("msg", "client locked out after failed API authentications",
+					"addr", key, "failures", o.limiter.limit, "for", o.limiter.window.String())
 			}
 			w.Header().Set("WWW-Authenticate", `Basic realm="`+realm+`"`)
 			WriteJSONError(w, nethttp.StatusUnauthorized, errors.New("unauthorized"))
@@ -152,6 +160,18 @@ func BasicAuthMiddleware(next nethttp.Handler, user, password, realm string, opt
 			o.limiter.succeed(key)
 		}
 		next.ServeHTTP(w, r)
+	})
+}
+
+// NotFoundJSONMiddleware answers requests that mux has no route for with
+// a JSON 404, like every other API error, instead of mux's plain text.
+func NotFoundJSONMiddleware(mux *nethttp.ServeMux) nethttp.Handler {
+	return nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
+		if _, pattern := mux.Handler(r); pattern == "" {
+			WriteJSONError(w, nethttp.StatusNotFound, errors.New("no such endpoint: "+r.URL.Path))
+			return
+		}
+		mux.ServeHTTP(w, r)
 	})
 }
 

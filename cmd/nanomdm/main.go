@@ -54,6 +54,7 @@ type config struct {
 	certHeader      string
 	storage         cli.StringList
 	storageDSN      cli.StringList
+	dsn             cli.StringList // deprecated -dsn
 	storageOptions  cli.StringList
 	checkin         bool
 	disableMDM      bool
@@ -91,7 +92,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	fs.StringVar(&c.certHeader, "cert-header", "", "read the device certificate from this header instead of Mdm-Signature (':' prefix = RFC 9440, else URL-escaped PEM)")
 	fs.Var(&c.storage, "storage", "storage backend: file, inmem, mysql, pgsql (repeat for multi-storage; default file)")
 	fs.Var(&c.storageDSN, "storage-dsn", "storage data source name (file: directory, default \"db\"); repeat with -storage")
-	fs.Var(&c.storageDSN, "dsn", "deprecated alias of -storage-dsn")
+	fs.Var(&c.dsn, "dsn", "deprecated alias of -storage-dsn")
 	fs.Var(&c.storageOptions, "storage-options", "storage backend options; repeat with -storage")
 	fs.BoolVar(&c.checkin, "checkin", false, "separate /checkin endpoint for check-ins; /mdm then takes only command reports")
 	fs.BoolVar(&c.disableMDM, "disable-mdm", false, "serve no MDM endpoints (API only)")
@@ -251,7 +252,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		limiter := mdmhttp.NewAuthFailureLimiter(c.apiFailLimit, c.apiFailWindow)
 		auth := func(h http.Handler, methods ...string) http.Handler {
 			return mdmhttp.BasicAuthMiddleware(mdmhttp.MethodsMiddleware(h, methods...), mdmhttp.APIUsername, c.apiKey, "nanomdm",
-				mdmhttp.WithAuthFailureLimiter(limiter))
+				mdmhttp.WithAuthFailureLimiter(limiter), mdmhttp.WithAuthLogger(logger.With("handler", "api")))
 		}
 		mux.Handle("/v1/pushcert", auth(api.PushCertHandler(stores, apiOpts...), http.MethodPut, http.MethodGet))
 		mux.Handle("/v1/enqueue/", auth(http.StripPrefix("/v1/enqueue/", api.EnqueueHandler(store, apiOpts...)), http.MethodPut, http.MethodPost))
@@ -275,7 +276,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 
 	srv := &http.Server{
-		Handler:           mdmhttp.TraceLoggingMiddleware(mtr.HTTPMiddleware(mux, metrics.MuxRoute(mux)), logger.With("handler", "log")),
+		Handler:           mdmhttp.TraceLoggingMiddleware(mtr.HTTPMiddleware(mdmhttp.NotFoundJSONMiddleware(mux), metrics.MuxRoute(mux)), logger.With("handler", "log")),
 		ReadHeaderTimeout: c.readHeaderTO,
 		ReadTimeout:       c.readTimeout,
 		WriteTimeout:      c.writeTimeout,

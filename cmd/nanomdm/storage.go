@@ -17,8 +17,12 @@ func openStorages(ctx context.Context, c *config, logger log.Logger) (storage.Al
 	if len(names) == 0 {
 		names = cli.StringList{"file"}
 	}
-	if len(c.storageDSN) > len(names) || len(c.storageOptions) > len(names) {
-		return nil, nil, errors.New("more -storage-dsn or -storage-options than -storage flags")
+	dsns, err := storageDSNs(c, logger)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(dsns) > len(names) || len(c.storageOptions) > len(names) {
+		return nil, nil, fmt.Errorf("%d -storage-dsn and %d -storage-options for %d -storage: give at most one of each per -storage", len(dsns), len(c.storageOptions), len(names))
 	}
 	at := func(l cli.StringList, i int) string {
 		if i < len(l) {
@@ -27,7 +31,7 @@ func openStorages(ctx context.Context, c *config, logger log.Logger) (storage.Al
 		return ""
 	}
 	if len(names) == 1 {
-		return cli.OpenStorage(ctx, names[0], at(c.storageDSN, 0), at(c.storageOptions, 0), logger.With("storage", names[0]))
+		return cli.OpenStorage(ctx, names[0], at(dsns, 0), at(c.storageOptions, 0), logger.With("storage", names[0]))
 	}
 	// Multi-storage: the first backend answers, the others get every
 	// write and have their errors logged.
@@ -39,7 +43,7 @@ func openStorages(ctx context.Context, c *config, logger log.Logger) (storage.Al
 		}
 	}
 	for i, name := range names {
-		s, closer, err := cli.OpenStorage(ctx, name, at(c.storageDSN, i), at(c.storageOptions, i), logger.With("storage", name))
+		s, closer, err := cli.OpenStorage(ctx, name, at(dsns, i), at(c.storageOptions, i), logger.With("storage", name))
 		if err != nil {
 			closeAll()
 			return nil, nil, fmt.Errorf("storage %d (%s): %w", i+1, name, err)
@@ -53,4 +57,17 @@ func openStorages(ctx context.Context, c *config, logger log.Logger) (storage.Al
 		return nil, nil, err
 	}
 	return multi, closeAll, nil
+}
+
+// storageDSNs returns the -storage-dsn values, or those of the deprecated
+// -dsn, which it logs; both together are refused.
+func storageDSNs(c *config, logger log.Logger) (cli.StringList, error) {
+	switch {
+	case len(c.dsn) == 0:
+		return c.storageDSN, nil
+	case len(c.storageDSN) > 0:
+		return nil, errors.New("both -dsn and -storage-dsn given (or NANOMDM_DSN and NANOMDM_STORAGE_DSN): -dsn is the deprecated name of -storage-dsn, give only -storage-dsn")
+	}
+	logger.Info("msg", "-dsn (NANOMDM_DSN) is deprecated: use -storage-dsn (NANOMDM_STORAGE_DSN), which takes the same value")
+	return c.dsn, nil
 }

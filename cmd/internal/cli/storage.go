@@ -39,17 +39,30 @@ func OpenStorage(ctx context.Context, name, dsn, options string, logger log.Logg
 		}
 		return inmem.New(), nop, nil
 	case "mysql":
+		if dsn == "" {
+			return nil, nil, noDSN(name, "nanomdm:PASSWORD@tcp(127.0.0.1:3306)/nanomdm")
+		}
 		s, err := mysql.New(ctx, dsn, options, mysql.WithLogger(logger))
 		if err != nil {
 			return nil, nil, fmt.Errorf("opening mysql storage: %w", err)
 		}
 		return s, func() { s.Close() }, nil
 	case "pgsql":
+		if dsn == "" {
+			// lib/pq would connect to a default database, where migrate=1
+			// would create the schema.
+			return nil, nil, noDSN(name, "host=127.0.0.1 dbname=nanomdm user=nanomdm sslmode=disable")
+		}
 		s, err := pgsql.New(ctx, dsn, options, pgsql.WithLogger(logger))
 		if err != nil {
 			return nil, nil, fmt.Errorf("opening pgsql storage: %w", err)
 		}
 		return s, func() { s.Close() }, nil
 	}
-	return nil, nil, fmt.Errorf("unknown storage backend %q", name)
+	return nil, nil, fmt.Errorf("unknown storage backend %q: want file, inmem, mysql or pgsql", name)
+}
+
+// noDSN is the complaint about a SQL backend given no DSN.
+func noDSN(name, example string) error {
+	return fmt.Errorf("%s storage needs -storage-dsn naming its database, e.g. -storage-dsn '%s'", name, example)
 }
