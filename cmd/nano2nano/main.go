@@ -12,6 +12,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -40,6 +41,7 @@ func main() {
 // config is every flag of the tool.
 type config struct {
 	storage, dsn, options string
+	oldDSN                string // deprecated -dsn
 	url, key              string
 	timeout               time.Duration
 	debug, version        bool
@@ -52,7 +54,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	fs.Usage = cli.Usage(fs, stderr)
 	fs.StringVar(&c.storage, "storage", "file", "storage backend to read enrollments from")
 	fs.StringVar(&c.dsn, "storage-dsn", "", "storage data source name (file: directory, default \"db\")")
-	fs.StringVar(&c.dsn, "dsn", "", "deprecated alias of -storage-dsn")
+	fs.StringVar(&c.oldDSN, "dsn", "", "deprecated alias of -storage-dsn")
 	fs.StringVar(&c.options, "storage-options", "", "storage backend options")
 	fs.StringVar(&c.url, "url", "", "the destination server's /migration URL; with no -url or -key the check-ins are only listed")
 	fs.StringVar(&c.key, "key", "", "the destination server's API key (-api)")
@@ -84,6 +86,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return nil
 	}
 	logger := gokit.New(stderr, c.debug)
+	if c.oldDSN != "" {
+		if c.dsn != "" {
+			return errors.New("both -dsn and -storage-dsn given: -dsn is the deprecated name of -storage-dsn, give only -storage-dsn")
+		}
+		logger.Info("msg", "-dsn (NANOMDM_DSN) is deprecated: use -storage-dsn (NANOMDM_STORAGE_DSN), which takes the same value")
+		c.dsn = c.oldDSN
+	}
 
 	var dest *destination
 	switch {

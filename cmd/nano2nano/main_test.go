@@ -247,6 +247,7 @@ func TestStartupErrors(t *testing.T) {
 		{"unknown backend", []string{"-storage", "bogus"}, "unknown storage backend"},
 		{"bad url", []string{"-storage-dsn", src.dir, "-url", "ftp://x/migration", "-key", "k"}, "http or https URL"},
 		{"stray argument", []string{"-storage-dsn", src.dir, "extra"}, "unexpected arguments"},
+		{"-dsn and -storage-dsn", []string{"-storage-dsn", src.dir, "-dsn", src.dir}, "give only -storage-dsn"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := runTool(t, nil, tc.args...)
@@ -257,5 +258,18 @@ func TestStartupErrors(t *testing.T) {
 	}
 	if out, err := runTool(t, nil, "-version"); err != nil || !strings.HasPrefix(out, "nano2nano ") {
 		t.Errorf("-version: have %q, %v", out, err)
+	}
+}
+
+// TestDeprecatedDSN checks that -dsn still names the source and says it
+// is deprecated.
+func TestDeprecatedDSN(t *testing.T) {
+	src := newSource(t)
+	logs, err := runTool(t, nil, "-dsn", src.dir)
+	if err != nil {
+		t.Fatalf("listing with -dsn: %v\n%s", err, logs)
+	}
+	if !strings.Contains(logs, "-dsn (NANOMDM_DSN) is deprecated") {
+		t.Errorf("output %q does not say -dsn is deprecated", logs)
 	}
 }
