@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,11 +20,12 @@ func runDevice(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := flag.NewFlagSet("mdmsim device", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	url := fs.String("url", "http://localhost:9000/mdm", "the server's MDM endpoint")
+	checkinURL := fs.String("checkin", "", "send check-ins to this URL instead of -url, for a server run with -checkin (e.g. http://localhost:9000/checkin)")
 	caDir := fs.String("ca", "dev", "directory with ca.pem and ca.key (from mdmsim ca)")
 	udids := fs.String("udid", "", "comma-separated UDIDs to use (default: one random device)")
 	enroll := fs.Bool("enroll", true, "send Authenticate and TokenUpdate first")
 	certHeader := fs.String("cert-header", "", "send the identity in this header instead of Mdm-Signature")
-	poll := fs.Duration("poll", 0, "keep polling for commands at this interval until interrupted (0: once)")
+	poll := fs.Duration("poll", 0, "keep polling for commands at this interval until interrupted (0: once); while nothing is queued a line says so once a minute")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -40,7 +42,7 @@ func runDevice(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	transport := &simulator.Transport{URL: *url, CertHeader: *certHeader}
+	transport := &simulator.Transport{URL: *url, CheckinURL: *checkinURL, CertHeader: *certHeader}
 	list := []string{simulator.NewUDID()}
 	if *udids != "" {
 		list = strings.Split(*udids, ",")
@@ -54,23 +56,32 @@ func runDevice(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		d := simulator.NewDeviceWithUDID(transport, id, udid)
 		if *enroll {
 			if err := d.Enroll(ctx); err != nil {
-				return fmt.Errorf("device %s: %w", udid, err)
+				return deviceError(udid, err)
 			}
 			fmt.Fprintf(stdout, "enrolled %s\n", udid)
 		}
 		devices = append(devices, d)
 	}
+	// quietSince is when each device last said it had nothing queued,
+	// so that -poll says so once a minute rather than at every poll.
+	quietSince := make([]time.Time, len(devices))
 	for {
-		for _, d := range devices {
+		for i, d := range devices {
 			cmds, err := d.Channel.Drain(ctx, simulator.Acknowledge, 0)
 			for _, c := range cmds {
 				fmt.Fprintf(stdout, "%s: acknowledged %s %s\n", d.UDID(), c.Command.RequestType, c.CommandUUID)
 			}
 			if err != nil {
-				return fmt.Errorf("device %s: %w", d.UDID(), err)
+				return deviceError(d.UDID(), err)
 			}
-			if len(cmds) == 0 && *poll == 0 {
+			switch {
+			case len(cmds) > 0:
+				quietSince[i] = time.Time{}
+			case *poll == 0:
 				fmt.Fprintf(stdout, "%s: no commands queued\n", d.UDID())
+			case time.Since(quietSince[i]) >= quietEvery:
+				fmt.Fprintf(stdout, "%s: no commands queued; polling every %s\n", d.UDID(), *poll)
+				quietSince[i] = time.Now()
 			}
 		}
 		if *poll == 0 {
@@ -82,6 +93,18 @@ func runDevice(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		case <-time.After(*poll):
 		}
 	}
+}
+
+// quietEvery is how often -poll repeats that nothing is queued.
+const quietEvery = time.Minute
+
+// deviceError names the device of err and, for a 400, says where the
+// reason is: the server answers devices 400 without details.
+func deviceError(udid string, err error) error {
+	if simulator.StatusOf(err) == http.StatusBadRequest {
+		return fmt.Errorf("device %s: %w (the server's log says why: look for this UDID or the request's trace_id)", udid, err)
+	}
+	return fmt.Errorf("device %s: %w", udid, err)
 }
 
 // loadOrIssueIdentity returns the identity kept for udid in dir, issuing

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -47,6 +48,17 @@ type loadConfig struct {
 	timeout    time.Duration
 }
 
+// defaultFleetPath is nanomdm/fleet.json in the user's cache directory,
+// or in the temporary directory when there is none: not the working
+// directory, which is often a checkout.
+func defaultFleetPath() string {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		dir = os.TempDir()
+	}
+	return filepath.Join(dir, "nanomdm", "fleet.json")
+}
+
 func parseLoadFlags(args []string, stderr io.Writer) (*loadConfig, error) {
 	c := &loadConfig{}
 	fs := flag.NewFlagSet("mdmsim load", flag.ContinueOnError)
@@ -56,7 +68,7 @@ func parseLoadFlags(args []string, stderr io.Writer) (*loadConfig, error) {
 	fs.StringVar(&c.apiKey, "api-key", "", "the server's API key (-api), for enqueueing commands")
 	fs.StringVar(&c.caCert, "ca-cert", "dev/ca.pem", "PEM certificate of the CA the server trusts (-ca)")
 	fs.StringVar(&c.caKey, "ca-key", "dev/ca.key", "PEM private key of that CA")
-	fs.StringVar(&c.fleetPath, "fleet", "fleet.json", "file keeping the minted identities, reused by later runs")
+	fs.StringVar(&c.fleetPath, "fleet", defaultFleetPath(), "file keeping the minted identities, reused by later runs (default: in the user's cache directory, else the temporary directory)")
 	fs.StringVar(&c.keyType, "key-type", "rsa", "identity keys: rsa (2048-bit, as SCEP issues; a few shared by the fleet) or ecdsa (P-256, one per device)")
 	fs.StringVar(&c.signature, "signature", "sha1", "Mdm-Signature form: sha1 (as devices sign, no signed attributes) or sha256 (with attributes)")
 	fs.StringVar(&c.certHeader, "cert-header", "", "send the identity in this header (RFC 9440) instead of Mdm-Signature, as a TLS proxy would")
