@@ -25,21 +25,18 @@ echo "== go test -race"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
-go test -race -count=1 -timeout 30m -v ./... >"$log" 2>&1
+go test -race -count=1 -timeout 30m -json ./... >"$log" 2>&1
 status=$?
+summary=$(python3 .ci/testsummary.py "$log" $status)
+summary_status=$?
 set -e
-grep -E '^(ok|FAIL|---|panic:|\?)' "$log" | grep -v -- '--- PASS' || true
-if [ $status -ne 0 ]; then
-	echo "tests failed; failing output:"
-	grep -B2 -A20 -E -- '--- FAIL|^panic:' "$log" | head -300
+# The summary: a line per package, then each failing test's own output
+# (or the skipped tests); the last line of a good run is "PASSED n".
+echo "$summary" | grep -v '^PASSED '
+if [ $summary_status -ne 0 ]; then
 	exit 1
 fi
-if grep -q -- '--- SKIP' "$log"; then
-	echo "tests were skipped (a database or service missing?):"
-	grep -A3 -- '--- SKIP' "$log"
-	exit 1
-fi
-passed=$(grep -c -- '--- PASS' "$log" || true)
+passed=$(echo "$summary" | sed -n 's/^PASSED //p')
 
 echo "== fuzz (each target ${FUZZTIME:-5s})"
 count_files() { if [ -d "$1" ]; then ls "$1" | wc -l; else echo 0; fi; }
