@@ -368,20 +368,30 @@ func runPush(ctx context.Context, c *client, args []string, stdin io.Reader, std
 	return callErr
 }
 
+// pages GETs every page of path, following the cursor, and hands each
+// decoded page to add, which returns the page's next cursor.
+func pages[P any](ctx context.Context, c *client, path string, q url.Values, add func(*P) string) error {
+	for {
+		var page P
+		if err := c.call(ctx, http.MethodGet, path, q, nil, &page); err != nil {
+			return err
+		}
+		next := add(&page)
+		if next == "" {
+			return nil
+		}
+		q.Set("cursor", next)
+	}
+}
+
 // listEnrollments fetches every page of /v1/enrollments for q.
 func listEnrollments(ctx context.Context, c *client, q url.Values) ([]api.EnrollmentJSON, error) {
 	var all []api.EnrollmentJSON
-	for {
-		var page api.EnrollmentsResponse
-		if err := c.call(ctx, http.MethodGet, "/v1/enrollments", q, nil, &page); err != nil {
-			return nil, err
-		}
-		all = append(all, page.Enrollments...)
-		if page.NextCursor == "" {
-			return all, nil
-		}
-		q.Set("cursor", page.NextCursor)
-	}
+	err := pages(ctx, c, "/v1/enrollments", q, func(p *api.EnrollmentsResponse) string {
+		all = append(all, p.Enrollments...)
+		return p.NextCursor
+	})
+	return all, err
 }
 
 func runEnrollments(ctx context.Context, c *client, args []string, _ io.Reader, stdout io.Writer) error {
@@ -468,17 +478,12 @@ func runQueue(ctx context.Context, c *client, args []string, _ io.Reader, stdout
 		return err
 	}
 	all := api.QueueResponse{ID: id, Commands: []api.QueuedCommandJSON{}}
-	q := url.Values{}
-	for {
-		var page api.QueueResponse
-		if err := c.call(ctx, http.MethodGet, "/v1/enrollments/"+url.PathEscape(id)+"/queue", q, nil, &page); err != nil {
-			return err
-		}
-		all.Commands = append(all.Commands, page.Commands...)
-		if page.NextCursor == "" {
-			break
-		}
-		q.Set("cursor", page.NextCursor)
+	err = pages(ctx, c, "/v1/enrollments/"+url.PathEscape(id)+"/queue", url.Values{}, func(p *api.QueueResponse) string {
+		all.Commands = append(all.Commands, p.Commands...)
+		return p.NextCursor
+	})
+	if err != nil {
+		return err
 	}
 	if c.cfg.json {
 		return printJSON(stdout, all)
@@ -526,16 +531,12 @@ func runResults(ctx context.Context, c *client, args []string, _ io.Reader, stdo
 	if !*raw && !c.cfg.json {
 		q.Set("status_only", "1")
 	}
-	for {
-		var page api.CommandResultsResponse
-		if err := c.call(ctx, http.MethodGet, "/v1/commands/"+url.PathEscape(uuid)+"/results", q, nil, &page); err != nil {
-			return err
-		}
-		all.Results = append(all.Results, page.Results...)
-		if page.NextCursor == "" {
-			break
-		}
-		q.Set("cursor", page.NextCursor)
+	err = pages(ctx, c, "/v1/commands/"+url.PathEscape(uuid)+"/results", q, func(p *api.CommandResultsResponse) string {
+		all.Results = append(all.Results, p.Results...)
+		return p.NextCursor
+	})
+	if err != nil {
+		return err
 	}
 	if c.cfg.json {
 		return printJSON(stdout, all)

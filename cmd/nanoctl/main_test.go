@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -321,5 +322,26 @@ func TestConfigSources(t *testing.T) {
 	err := run(context.Background(), []string{"nanoctl", "-config", bad, "pushcert"}, func(string) string { return "" }, strings.NewReader(""), &buf, &buf)
 	if err == nil || !strings.Contains(err.Error(), bad+":1") {
 		t.Errorf("a config file with an unknown name: error %v, want one naming the file and line", err)
+	}
+}
+
+// TestQueuePages checks that a queue longer than the API's page is shown
+// whole, in order.
+func TestQueuePages(t *testing.T) {
+	s := newServer(t, 1)
+	id := s.devices[0].UDID()
+	const n = 130 // the API's default page is 100
+	for i := 0; i < n; i++ {
+		s.mustCtl(t, "", "enqueue", "-nopush", "-t", "ProfileList", "-uuid", fmt.Sprintf("page-%03d", i), id)
+	}
+	out := s.mustCtl(t, "", "-json", "queue", id)
+	var q api.QueueResponse
+	if err := json.Unmarshal([]byte(out), &q); err != nil || len(q.Commands) != n {
+		t.Fatalf("queue -json: %d commands (%v), want %d", len(q.Commands), err, n)
+	}
+	for i, c := range q.Commands {
+		if want := fmt.Sprintf("page-%03d", i); c.CommandUUID != want {
+			t.Fatalf("command %d is %s, want %s", i, c.CommandUUID, want)
+		}
 	}
 }
