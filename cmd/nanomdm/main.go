@@ -254,7 +254,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 				mdmhttp.WithAuthFailureLimiter(limiter))
 		}
 		mux.Handle("/v1/pushcert", auth(api.PushCertHandler(store, apiOpts...), http.MethodPut, http.MethodGet))
-		mux.Handle("/v1/enqueue/", auth(http.StripPrefix("/v1/enqueue/", api.EnqueueHandler(store, apiOpts...)), http.MethodPut, http.MethodPost))
+		// GET too: the original accepts any method here and a command
+		// translator in use enqueues with GET and a body.
+		mux.Handle("/v1/enqueue/", auth(http.StripPrefix("/v1/enqueue/", api.EnqueueHandler(store, apiOpts...)), http.MethodPut, http.MethodPost, http.MethodGet))
 		mux.Handle("/v1/push/", auth(http.StripPrefix("/v1/push/", api.PushHandler(apiOpts...)), http.MethodGet, http.MethodPost))
 		mux.Handle("/v1/escrowkeyunlock", auth(api.EscrowKeyUnlockHandler(store, api.EscrowKeyUnlockTarget{URL: c.integrations.escrowURL}, apiOpts...), http.MethodPost))
 		mux.Handle("/v1/enrollments", auth(api.EnrollmentsHandler(stores, apiOpts...), http.MethodGet))

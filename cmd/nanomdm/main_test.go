@@ -235,11 +235,16 @@ func TestEnqueueAnswers(t *testing.T) {
 		t.Errorf("all unknown: have %d, want 500", status)
 	}
 
+	// GET with the plist in the body enqueues, as the original server does
+	// for any method: a command translator in use sends exactly this.
+	get, _ := mdm.NewCommand("answers-get", "ProfileList", nil)
+
 	for _, tc := range []struct {
 		name, method, path, body string
 		auth                     bool
 		want                     int
 	}{
+		{"GET with a body", "GET", "/v1/enqueue/" + d.UDID() + "?nopush=1", string(get.Raw), true, 200},
 		{"no auth", "PUT", "/v1/enqueue/X", "", false, 401},
 		{"wrong method", "DELETE", "/v1/enqueue/X", "", true, 405},
 		{"bad plist", "PUT", "/v1/enqueue/X", "<plist>", true, 400},
