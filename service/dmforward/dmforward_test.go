@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -137,6 +138,7 @@ type dmServer struct {
 type seenRequest struct {
 	method, path, contentType, enrollmentID, signature string
 	body                                               []byte
+	header                                             http.Header
 }
 
 func newDMServer(t *testing.T) *dmServer {
@@ -148,6 +150,7 @@ func newDMServer(t *testing.T) *dmServer {
 		s.requests = append(s.requests, seenRequest{
 			method: r.Method, path: r.URL.Path, contentType: r.Header.Get("Content-Type"),
 			enrollmentID: r.Header.Get(EnrollmentIDHeader), signature: r.Header.Get(SignatureHeader), body: b,
+			header: r.Header.Clone(),
 		})
 		status, body, key, bad := s.status, s.body, s.sigKey, s.badSig
 		s.mu.Unlock()
@@ -280,6 +283,45 @@ func TestForward(t *testing.T) {
 				if !errors.As(err, &se) || se.Status != tc.wantStatus || string(se.Body) != tc.body {
 					t.Errorf("err = %#v, want StatusError %d with body %q", err, tc.wantStatus, tc.body)
 				}
+			}
+		})
+	}
+}
+
+// TestEnrollmentHeaders checks the headers that tell the DM server which
+// channel asks: the ID and type always, the parent only for user channels.
+func TestEnrollmentHeaders(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		id         *mdm.EnrollID
+		wantType   string
+		wantParent []string // nil: header absent
+	}{
+		{"device", &mdm.EnrollID{ID: "UDID-1", Type: mdm.Device}, "Device", nil},
+		{"user", &mdm.EnrollID{ID: "UDID-1:USER-1", ParentID: "UDID-1", Type: mdm.User}, "User", []string{"UDID-1"}},
+		{"user enrollment device", &mdm.EnrollID{ID: "EID-1", Type: mdm.UserEnrollmentDevice}, "User Enrollment (Device)", nil},
+		{"user enrollment", &mdm.EnrollID{ID: "EID-1:USER-1", ParentID: "EID-1", Type: mdm.UserEnrollment}, "User Enrollment", []string{"EID-1"}},
+		{"shared ipad", &mdm.EnrollID{ID: "UDID-1:short", ParentID: "UDID-1", Type: mdm.SharediPad}, "Shared iPad", []string{"UDID-1"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := newDMServer(t)
+			f, err := New(srv.URL + "/dm/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := &mdm.Request{Context: context.Background(), EnrollID: tc.id}
+			if _, err := f.DeclarativeManagement(r, dmMessage("tokens", nil)); err != nil {
+				t.Fatal(err)
+			}
+			h := srv.last(t).header
+			if have := h.Values(EnrollmentIDHeader); len(have) != 1 || have[0] != tc.id.ID {
+				t.Errorf("%s: have %q, want %q", EnrollmentIDHeader, have, tc.id.ID)
+			}
+			if have := h.Values(EnrollmentTypeHeader); len(have) != 1 || have[0] != tc.wantType {
+				t.Errorf("%s: have %q, want %q", EnrollmentTypeHeader, have, tc.wantType)
+			}
+			if have := h.Values(EnrollmentParentIDHeader); !slices.Equal(have, tc.wantParent) {
+				t.Errorf("%s: have %q, want %q", EnrollmentParentIDHeader, have, tc.wantParent)
 			}
 		})
 	}
