@@ -14,7 +14,7 @@ var bothModes = []string{"", "delete=1"}
 // RunShared runs, as subtests, every SQL test that takes nothing of a
 // backend but b and its dialect d: the contract suite in both queue
 // modes, the schema, round trips, pool, large enqueue, scaling and
-// deadlock retries.
+// deadlock retries, readiness after dropped connections.
 func RunShared(t *testing.T, b *Backend, d *sqlstore.Dialect) {
 	t.Run("Contract", func(t *testing.T) { RunContract(t, b, "") })
 	t.Run("ContractDelete", func(t *testing.T) { RunContract(t, b, "delete=1") })
@@ -32,6 +32,7 @@ func RunShared(t *testing.T, b *Backend, d *sqlstore.Dialect) {
 		}
 	})
 	t.Run("DeadlockRetryable", func(t *testing.T) { TestDeadlockRetryable(t, b, d) })
+	t.Run("ReadyAfterDrop", func(t *testing.T) { TestReadyAfterDrop(t, b) })
 }
 
 // BenchmarkHandlerRoundTrip is one report→next-command request through the
