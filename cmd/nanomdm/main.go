@@ -207,8 +207,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		certAuthOpts = append(certAuthOpts, certauth.WithAllowRetroactive())
 	}
 	svc = certauth.New(svc, store, certAuthOpts...)
+	var dumpRefused []httpmdm.Option
 	if c.dump {
-		svc = dump.New(svc, stdout)
+		d := dump.New(svc, stdout)
+		svc = d
+		dumpRefused = append(dumpRefused, httpmdm.WithDumpRefused(d.Dump))
 	}
 	svc = mtr.Service(svc)
 
@@ -217,10 +220,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	mux.Handle("/healthz", mdmhttp.HealthHandler())
 	mux.Handle("/readyz", mdmhttp.ReadyHandler(stores, mdmhttp.DefaultReadyTimeout, logger.With("handler", "readyz")))
 	if !c.disableMDM {
-		mdmOpts := []httpmdm.Option{
+		mdmOpts := append([]httpmdm.Option{
 			httpmdm.WithLogger(logger.With("handler", "mdm")),
 			httpmdm.WithBodyLimit(c.bodyLimit),
-		}
+		}, dumpRefused...)
 		if c.certHeader != "" {
 			mdmOpts = append(mdmOpts, httpmdm.WithCertHeader(c.certHeader))
 		}

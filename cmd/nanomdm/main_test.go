@@ -325,7 +325,8 @@ func TestStartupErrors(t *testing.T) {
 	}
 }
 
-// TestDump checks that -dump writes requests and the commands answered.
+// TestDump checks that -dump writes requests, also those refused by the
+// identity check, and the commands answered.
 func TestDump(t *testing.T) {
 	s := startServer(t, "-storage", "inmem", "-dump")
 	id, _ := s.ca.Issue("device")
@@ -341,7 +342,18 @@ func TestDump(t *testing.T) {
 	if _, err := d.Channel.Drain(ctx, simulator.Acknowledge, 5); err != nil {
 		t.Fatal(err)
 	}
+	// A device whose identity the server does not trust is refused (400)
+	// before any service: its request is dumped all the same.
+	other, _ := simulator.NewCA("other CA")
+	strangerID, _ := other.Issue("stranger")
+	stranger := simulator.NewDevice(&simulator.Transport{URL: s.url + "/mdm"}, strangerID)
+	if err := stranger.Enroll(ctx); err == nil {
+		t.Fatal("a device of an untrusted CA enrolled")
+	}
 	out := s.stdout.String()
+	if !strings.Contains(out, "<string>"+stranger.UDID()+"</string>") {
+		t.Errorf("dump lacks the refused request of %s", stranger.UDID())
+	}
 	for _, want := range []string{"<string>Authenticate</string>", "<string>TokenUpdate</string>", "<string>Idle</string>", "<string>dump-1</string>", "<string>Acknowledged</string>"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("dump lacks %s", want)
