@@ -33,6 +33,11 @@ var (
 	// ErrInvalidCheckOut means a CheckOut arrived on a user channel.
 	ErrInvalidCheckOut = errors.New("check-out is only valid on a device channel")
 
+	// ErrCertHashTaken means AssociateCertHash was asked to bind a
+	// certificate hash that is already associated with another
+	// enrollment.
+	ErrCertHashTaken = errors.New("certificate hash is associated with another enrollment")
+
 	// ErrBadCursor means a pagination cursor is not one the backend
 	// handed out.
 	ErrBadCursor = errors.New("invalid pagination cursor")
@@ -143,7 +148,12 @@ type CertAuthStore interface {
 	// IsCertHashAssociated reports whether hash is associated with the
 	// enrollment of r.
 	IsCertHashAssociated(r *mdm.Request, hash string) (bool, error)
-	// AssociateCertHash associates hash with the enrollment of r.
+	// AssociateCertHash associates hash with the enrollment of r. When
+	// hash is already associated with another enrollment it stores
+	// nothing and returns ErrCertHashTaken. The check and the write are
+	// one atomic step for every server sharing the storage, so one
+	// certificate is never bound to two enrollments. Associating a hash
+	// the enrollment already has updates certNotAfter.
 	AssociateCertHash(r *mdm.Request, hash string, certNotAfter time.Time) error
 }
 

@@ -468,6 +468,11 @@ func (s *Storage) AssociateCertHash(r *mdm.Request, hash string, certNotAfter ti
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	for owner := range s.hashOwners[hash] {
+		if owner != deviceID {
+			return fmt.Errorf("%w: %s", storage.ErrCertHashTaken, hash)
+		}
+	}
 	if s.certHashes[deviceID] == nil {
 		s.certHashes[deviceID] = map[string]time.Time{}
 	}

@@ -70,20 +70,20 @@ func testCertHashOwner(t *testing.T, s storage.AllStorage) {
 		}
 	}
 
-	// A hash shared by two devices (never done by certauth) answers the
-	// smaller ID, whichever was associated first.
+	// A hash bound to one device is refused for another and stays with
+	// the first.
 	shared := NewCertHash()
 	a, b := NewDevice(t), NewDevice(t)
 	a.Enroll(t, s)
 	b.Enroll(t, s)
-	for _, d := range []*Channel{a, b} {
-		if err := s.AssociateCertHash(d.Request(), shared, time.Now().Add(time.Hour)); err != nil {
-			t.Fatalf("associate shared hash: %v", err)
-		}
+	if err := s.AssociateCertHash(a.Request(), shared, time.Now().Add(time.Hour)); err != nil {
+		t.Fatalf("associate hash: %v", err)
 	}
-	want := min(a.ID(), b.ID())
-	if have, err := finder.RetrieveEnrollmentIDByCertHash(ctx, shared); err != nil || have != want {
-		t.Errorf("enrollment of shared hash: have %q, %v; want the smaller ID %q", have, err, want)
+	if err := s.AssociateCertHash(b.Request(), shared, time.Now().Add(time.Hour)); !errors.Is(err, storage.ErrCertHashTaken) {
+		t.Errorf("associate a bound hash with another device: have %v, want %v", err, storage.ErrCertHashTaken)
+	}
+	if have, err := finder.RetrieveEnrollmentIDByCertHash(ctx, shared); err != nil || have != a.ID() {
+		t.Errorf("enrollment of refused hash: have %q, %v; want the first device %q", have, err, a.ID())
 	}
 }
 

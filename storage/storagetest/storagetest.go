@@ -57,6 +57,7 @@ func RunWith(t *testing.T, newStore func(t *testing.T) storage.AllStorage, opts 
 		{"Disable", testDisable},
 		{"PushCert", testPushCert},
 		{"CertAuth", testCertAuth},
+		{"CertAuthRace", testCertAuthRace},
 		{"Migration", testMigration},
 		{"InvalidIDs", testInvalidIDs},
 		{"EdgeCases", testEdgeCases},
