@@ -12,9 +12,9 @@ import (
 
 	"github.com/nanomdm/nanomdm/cryptoutil"
 	"github.com/nanomdm/nanomdm/mdm"
-	"github.com/nanomdm/nanomdm/storage"
 	"github.com/nanomdm/nanomdm/mdm/simulator"
 	"github.com/nanomdm/nanomdm/service"
+	"github.com/nanomdm/nanomdm/storage"
 )
 
 // fakeStore is a CertAuthStore over a map, keyed by device-channel ID as
