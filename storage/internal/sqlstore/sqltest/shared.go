@@ -14,7 +14,8 @@ var bothModes = []string{"", "delete=1"}
 // RunShared runs, as subtests, every SQL test that takes nothing of a
 // backend but b and its dialect d: the contract suite in both queue
 // modes, the schema, round trips, pool, large enqueue, scaling and
-// deadlock retries, readiness after dropped connections.
+// deadlock retries, readiness after dropped connections, and one
+// certificate bound once by two instances.
 func RunShared(t *testing.T, b *Backend, d *sqlstore.Dialect) {
 	t.Run("Contract", func(t *testing.T) { RunContract(t, b, "") })
 	t.Run("ContractDelete", func(t *testing.T) { RunContract(t, b, "delete=1") })
@@ -33,6 +34,7 @@ func RunShared(t *testing.T, b *Backend, d *sqlstore.Dialect) {
 	})
 	t.Run("DeadlockRetryable", func(t *testing.T) { TestDeadlockRetryable(t, b, d) })
 	t.Run("ReadyAfterDrop", func(t *testing.T) { TestReadyAfterDrop(t, b) })
+	t.Run("CertBindingAcrossInstances", func(t *testing.T) { TestCertBindingAcrossInstances(t, b) })
 }
 
 // BenchmarkHandlerRoundTrip is one report→next-command request through the
