@@ -95,8 +95,9 @@ type CommandEnqueuer interface {
 	// error wrapping mdm.ErrInvalidID for a malformed one) are returned in
 	// the map, keyed by ID; an error that fails the whole call (such as
 	// ErrDuplicateCommand) is returned as the error. A nil map means no ID
-	// failed. An ID listed twice is queued once. A command UUID stays
-	// taken even when every ID failed.
+	// failed. An ID listed twice is queued once. When no ID was queued
+	// (every one failed, or none given) nothing is stored: the
+	// CommandUUID stays free, so the same command can be enqueued again.
 	EnqueueCommand(ctx context.Context, ids []string, cmd *mdm.Command) (map[string]error, error)
 }
 

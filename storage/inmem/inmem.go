@@ -320,6 +320,7 @@ func (s *Storage) EnqueueCommand(ctx context.Context, ids []string, cmd *mdm.Com
 
 	var errs map[string]error
 	now := time.Now()
+	enqueued := 0
 	for _, id := range ids {
 		e := s.enrollments[id]
 		err := mdm.ValidateEnrollmentID(id)
@@ -332,6 +333,7 @@ func (s *Storage) EnqueueCommand(ctx context.Context, ids []string, cmd *mdm.Com
 		default:
 			s.seq++
 			e.queue = append(e.queue, &queued{uuid: cmd.CommandUUID, seq: s.seq, at: now})
+			enqueued++
 		}
 		if err != nil {
 			if errs == nil {
@@ -339,6 +341,9 @@ func (s *Storage) EnqueueCommand(ctx context.Context, ids []string, cmd *mdm.Com
 			}
 			errs[id] = err
 		}
+	}
+	if enqueued == 0 {
+		delete(s.commands, cmd.CommandUUID) // nothing enqueued: nothing kept
 	}
 	return errs, nil
 }

@@ -39,6 +39,7 @@ func RunWith(t *testing.T, newStore func(t *testing.T) storage.AllStorage, opts 
 		{"EnrollAndTally", testEnrollAndTally},
 		{"UnknownEnrollmentEmpty", testUnknownEnrollmentEmpty},
 		{"EnqueueToUnknownEnrollment", testEnqueueToUnknownEnrollment},
+		{"NothingEnqueuedStoresNothing", testNothingEnqueuedStoresNothing},
 		{"FIFOWithinMillisecond", testFIFO},
 		{"ReportRemovesCommand", testReportRemovesCommand},
 		{"IdleStoresNothing", testIdleStoresNothing},
