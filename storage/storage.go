@@ -121,12 +121,8 @@ type PushStore interface {
 	RetrievePushInfo(ctx context.Context, ids []string) (map[string]*mdm.Push, error)
 }
 
-// PushCertStore keeps APNs push certificates, one per topic.
-type PushCertStore interface {
-	// StorePushCert stores a PEM certificate and unencrypted PEM key under
-	// the topic of the certificate, replacing any earlier one.
-	StorePushCert(ctx context.Context, pemCert, pemKey []byte) error
-
+// PushCertRetriever reads APNs push certificates, one per topic.
+type PushCertRetriever interface {
 	// RetrievePushCert returns the certificate for topic and a stale token
 	// that changes whenever the stored certificate changes. It returns
 	// ErrNoPushCert when there is none.
@@ -136,6 +132,15 @@ type PushCertStore interface {
 	// from the one staleToken was returned with. For an unknown topic it
 	// returns ErrNoPushCert.
 	IsPushCertStale(ctx context.Context, topic string, staleToken string) (bool, error)
+}
+
+// PushCertStore keeps APNs push certificates, one per topic.
+type PushCertStore interface {
+	PushCertRetriever
+
+	// StorePushCert stores a PEM certificate and unencrypted PEM key under
+	// the topic of the certificate, replacing any earlier one.
+	StorePushCert(ctx context.Context, pemCert, pemKey []byte) error
 }
 
 // CertAuthStore associates identity certificate hashes with enrollments.
@@ -184,14 +189,18 @@ type ServiceStore interface {
 	TokenUpdateTallyStore
 }
 
-// AllStorage is every role a backend implements.
+// AllStorage is every role a backend implements: every backend is all
+// of these, and the contract suite checks each.
 type AllStorage interface {
 	ServiceStore
 	CommandEnqueuer
 	PushStore
 	PushCertStore
 	CertAuthStore
+	CertAuthRetriever
 	MigrationStore
+	InspectionStore
+	Pinger
 }
 
 // Clock is time.Now, injectable for tests.

@@ -170,11 +170,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		hook(store)
 	}
 	mtr := metrics.New(version)
-	stores, err := instrument(store, mtr)
-	if err != nil {
-		return err
-	}
-	store = stores
+	store = mtr.Storage(store)
 
 	var svc service.CheckinAndCommandService
 	coreOpts := []nanomdm.Option{nanomdm.WithLogger(logger.With("service", "nanomdm"))}
@@ -218,7 +214,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	mux := http.NewServeMux()
 	mux.Handle("/version", mdmhttp.VersionHandler(version))
 	mux.Handle("/healthz", mdmhttp.HealthHandler())
-	mux.Handle("/readyz", mdmhttp.ReadyHandler(stores, mdmhttp.DefaultReadyTimeout, logger.With("handler", "readyz")))
+	mux.Handle("/readyz", mdmhttp.ReadyHandler(store, mdmhttp.DefaultReadyTimeout, logger.With("handler", "readyz")))
 	if !c.disableMDM {
 		mdmOpts := append([]httpmdm.Option{
 			httpmdm.WithLogger(logger.With("handler", "mdm")),
@@ -233,7 +229,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		} else {
 			mux.Handle("/mdm", httpmdm.IdentityMiddleware(httpmdm.CheckinAndCommandHandler(svc, mdmOpts...), verifier, mdmOpts...))
 		}
-		proxy, err := c.integrations.authProxy(stores, logger.With("handler", "authproxy"))
+		proxy, err := c.integrations.authProxy(store, logger.With("handler", "authproxy"))
 		if err != nil {
 			return err
 		}
@@ -262,9 +258,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		mux.Handle("/v1/enqueue/", auth(http.StripPrefix("/v1/enqueue/", api.EnqueueHandler(store, apiOpts...)), http.MethodPut, http.MethodPost, http.MethodGet))
 		mux.Handle("/v1/push/", auth(http.StripPrefix("/v1/push/", api.PushHandler(apiOpts...)), http.MethodGet, http.MethodPost))
 		mux.Handle("/v1/escrowkeyunlock", auth(api.EscrowKeyUnlockHandler(store, api.EscrowKeyUnlockTarget{URL: c.integrations.escrowURL}, apiOpts...), http.MethodPost))
-		mux.Handle("/v1/enrollments", auth(api.EnrollmentsHandler(stores, apiOpts...), http.MethodGet))
-		mux.Handle("/v1/enrollments/{id}/queue", auth(api.QueueHandler(stores, apiOpts...), http.MethodGet, http.MethodDelete))
-		mux.Handle("/v1/commands/{uuid}/results", auth(api.CommandResultsHandler(stores, apiOpts...), http.MethodGet))
+		mux.Handle("/v1/enrollments", auth(api.EnrollmentsHandler(store, apiOpts...), http.MethodGet))
+		mux.Handle("/v1/enrollments/{id}/queue", auth(api.QueueHandler(store, apiOpts...), http.MethodGet, http.MethodDelete))
+		mux.Handle("/v1/commands/{uuid}/results", auth(api.CommandResultsHandler(store, apiOpts...), http.MethodGet))
 		if c.metricsListen == "" {
 			mux.Handle("/metrics", auth(mtr.Handler(), http.MethodGet))
 		}

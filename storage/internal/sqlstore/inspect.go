@@ -222,9 +222,3 @@ func (s *Store) RetrieveCommandResults(ctx context.Context, uuid, after string, 
 	}
 	return out, nil
 }
-
-var (
-	_ storage.InspectionStore   = (*Store)(nil)
-	_ storage.CertAuthRetriever = (*Store)(nil)
-	_ storage.Pinger            = (*Store)(nil)
-)

@@ -25,7 +25,6 @@ import (
 // Store is what a SQL backend's constructor returns.
 type Store interface {
 	storage.AllStorage
-	storage.Pinger
 	DB() *sql.DB
 	Close() error
 }
