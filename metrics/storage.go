@@ -41,7 +41,9 @@ type instrumented struct {
 
 // Storage returns next with every call timed and every failure counted,
 // by method name.
-func (m *Metrics) Storage(next storage.AllStorage) storage.AllStorage { return &instrumented{next: next, m: m} }
+func (m *Metrics) Storage(next storage.AllStorage) storage.AllStorage {
+	return &instrumented{next: next, m: m}
+}
 
 // done records one call of op that started at start.
 func (s *instrumented) done(op string, start time.Time, err error) {
@@ -187,7 +189,7 @@ func (s *instrumented) AssociateCertHash(r *mdm.Request, hash string, certNotAft
 	return err
 }
 
-func (s *instrumented) RetrieveMigrationCheckins(ctx context.Context, c chan<- interface{}) error {
+func (s *instrumented) RetrieveMigrationCheckins(ctx context.Context, c chan<- any) error {
 	start := time.Now()
 	err := s.next.RetrieveMigrationCheckins(ctx, c)
 	s.done("RetrieveMigrationCheckins", start, err)

@@ -171,7 +171,7 @@ type MigrationStore interface {
 	// user channels (in ID order), as decoded check-in messages
 	// (*mdm.Authenticate, *mdm.TokenUpdate). It does not close c: the
 	// caller owns it. When ctx is cancelled it returns ctx's error.
-	RetrieveMigrationCheckins(ctx context.Context, c chan<- interface{}) error
+	RetrieveMigrationCheckins(ctx context.Context, c chan<- any) error
 }
 
 // TokenUpdateTallyStore reads the TokenUpdate tally of an enrollment.

@@ -8,7 +8,6 @@ import (
 	"github.com/nanomdm/nanomdm/log"
 )
 
-
 // startMetrics serves /metrics, unauthenticated, on a listener of its
 // own at addr: for a scraper on a private network. It returns a function
 // that stops serving.

@@ -191,7 +191,9 @@ func (f failingCerts) RetrievePushCert(context.Context, string) (*tls.Certificat
 	return nil, "", f.err
 }
 
-func (f failingCerts) IsPushCertStale(context.Context, string, string) (bool, error) { return false, f.err }
+func (f failingCerts) IsPushCertStale(context.Context, string, string) (bool, error) {
+	return false, f.err
+}
 
 func TestEscrowKeyUnlockErrors(t *testing.T) {
 	t.Run("unknown topic", func(t *testing.T) {

@@ -146,7 +146,7 @@ func writeError(w http.ResponseWriter, logger log.Logger, err error) {
 }
 
 // newRequest builds the service request for a decoded message.
-func newRequest(r *http.Request, msg interface{}) (*mdm.Request, error) {
+func newRequest(r *http.Request, msg any) (*mdm.Request, error) {
 	e := mdm.EnrollmentOf(msg)
 	if e == nil {
 		return nil, mdm.ErrInvalidEnrollment
@@ -221,7 +221,7 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64, logger log.Lo
 
 // CheckinHandler handles check-in messages.
 func CheckinHandler(svc service.Checkin, opts ...Option) http.Handler {
-	return handle(newOptions(opts), mdm.DecodeCheckin, func(r *mdm.Request, msg interface{}) ([]byte, error) {
+	return handle(newOptions(opts), mdm.DecodeCheckin, func(r *mdm.Request, msg any) ([]byte, error) {
 		return service.CheckinRequest(svc, r, msg)
 	})
 }

@@ -29,20 +29,20 @@ import (
 type lineLogger struct {
 	mu     *sync.Mutex
 	lines  *[]string
-	fields []interface{}
+	fields []any
 }
 
 func newLineLogger() *lineLogger { return &lineLogger{mu: &sync.Mutex{}, lines: new([]string)} }
 
-func (l *lineLogger) Info(kv ...interface{})  { l.add(kv) }
-func (l *lineLogger) Debug(kv ...interface{}) { l.add(kv) }
-func (l *lineLogger) With(kv ...interface{}) log.Logger {
-	return &lineLogger{mu: l.mu, lines: l.lines, fields: append(append([]interface{}{}, l.fields...), kv...)}
+func (l *lineLogger) Info(kv ...any)  { l.add(kv) }
+func (l *lineLogger) Debug(kv ...any) { l.add(kv) }
+func (l *lineLogger) With(kv ...any) log.Logger {
+	return &lineLogger{mu: l.mu, lines: l.lines, fields: append(append([]any{}, l.fields...), kv...)}
 }
-func (l *lineLogger) add(kv []interface{}) {
+func (l *lineLogger) add(kv []any) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	*l.lines = append(*l.lines, fmt.Sprint(append(append([]interface{}{}, l.fields...), kv...)...))
+	*l.lines = append(*l.lines, fmt.Sprint(append(append([]any{}, l.fields...), kv...)...))
 }
 func (l *lineLogger) all() []string {
 	l.mu.Lock()
@@ -376,7 +376,7 @@ func TestThroughHandlers(t *testing.T) {
 	dev := simulator.NewDevice(&simulator.Transport{URL: mdmSrv.URL}, id)
 
 	send := func(endpoint string, data []byte) ([]byte, error) {
-		m := map[string]interface{}{"MessageType": "DeclarativeManagement", "UDID": dev.UDID(), "Endpoint": endpoint}
+		m := map[string]any{"MessageType": "DeclarativeManagement", "UDID": dev.UDID(), "Endpoint": endpoint}
 		if data != nil {
 			m["Data"] = data
 		}

@@ -213,6 +213,6 @@ func (s *Storage) AssociateCertHash(r *mdm.Request, hash string, certNotAfter ti
 
 // RetrieveMigrationCheckins implements storage.MigrationStore (first
 // backend only).
-func (s *Storage) RetrieveMigrationCheckins(ctx context.Context, c chan<- interface{}) error {
+func (s *Storage) RetrieveMigrationCheckins(ctx context.Context, c chan<- any) error {
 	return s.stores[0].RetrieveMigrationCheckins(ctx, c)
 }

@@ -508,7 +508,7 @@ func (s *Storage) RetrieveEnrollmentIDByCertHash(_ context.Context, hash string)
 // RetrieveMigrationCheckins implements storage.MigrationStore. Devices
 // come in ID order, each followed by its users in ID order; disabled
 // channels and devices that never sent a TokenUpdate are left out.
-func (s *Storage) RetrieveMigrationCheckins(ctx context.Context, c chan<- interface{}) error {
+func (s *Storage) RetrieveMigrationCheckins(ctx context.Context, c chan<- any) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}

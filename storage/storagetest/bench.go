@@ -110,7 +110,7 @@ func BenchmarkHandlerRoundTrip(b *testing.B, s storage.AllStorage) {
 		}
 		return rec
 	}
-	for _, msg := range []interface{}{dev.AuthenticateMessage(), dev.Channel.TokenUpdateMessage()} {
+	for _, msg := range []any{dev.AuthenticateMessage(), dev.Channel.TokenUpdateMessage()} {
 		body, err := mdm.EncodePlist(msg)
 		if err != nil {
 			b.Fatalf("encoding check-in: %v", err)

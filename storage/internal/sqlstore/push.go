@@ -201,7 +201,7 @@ func (s *Store) withCertHashLock(ctx context.Context, hash string, fn func(*sql.
 
 // RetrieveMigrationCheckins implements storage.MigrationStore. It streams
 // one query; the caller's channel paces it.
-func (s *Store) RetrieveMigrationCheckins(ctx context.Context, c chan<- interface{}) error {
+func (s *Store) RetrieveMigrationCheckins(ctx context.Context, c chan<- any) error {
 	rows, err := s.query(ctx, s.db, s.d.Queries.SelectMigration, Args{})
 	if err != nil {
 		return fmt.Errorf("retrieving migration check-ins: %w", err)
