@@ -17,6 +17,7 @@ import (
 
 	"github.com/nanomdm/nanomdm/mdm"
 	"github.com/nanomdm/nanomdm/mdm/simulator"
+	"github.com/nanomdm/nanomdm/storage"
 )
 
 // syncBuffer is a goroutine-safe bytes.Buffer for server logs.
@@ -47,10 +48,11 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// server is a nanomdm started through run() with real flags.
+// server is a nanomdm started with real flags, as run starts it.
 type server struct {
 	url    string
 	ca     *simulator.CA
+	store  storage.AllStorage // the storage it opened, to look at what it stored
 	logs   *syncBuffer
 	stdout *syncBuffer
 	cancel context.CancelFunc
@@ -59,42 +61,41 @@ type server struct {
 
 const testAPIKey = "test-api-key"
 
-// startServer runs the server with a fresh CA and extra flags, waiting
-// until it answers /version.
+// startServer runs the server with a fresh CA, file storage in a
+// temporary directory and extra flags.
 func startServer(t *testing.T, extra ...string) *server {
 	t.Helper()
-	dir := t.TempDir()
-	ca, err := simulator.NewCA("e2e CA")
+	s, _ := launch(t, launchConfig{storage: []string{"-storage-dsn", filepath.Join(t.TempDir(), "db")}, extra: extra})
+	return s
+}
+
+// serveArgs starts the server of args (without -listen) on a loopback
+// listener of its own and returns once it is serving.
+func serveArgs(t *testing.T, ca *simulator.CA, args []string) *server {
+	t.Helper()
+	s := &server{ca: ca, logs: &syncBuffer{}, stdout: &syncBuffer{}, done: make(chan error, 1)}
+	c, err := parseFlags(append([]string{"nanomdm"}, args...), func(string) string { return "" }, s.logs)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("flags: %v", err)
 	}
-	caPath := filepath.Join(dir, "ca.pem")
-	if err := os.WriteFile(caPath, ca.CertPEM(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	addr := freeAddr(t)
-	args := append([]string{"nanomdm", "-listen", addr, "-ca", caPath, "-api", testAPIKey,
-		"-storage-dsn", filepath.Join(dir, "db")}, extra...)
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &server{url: "http://" + addr, ca: ca, logs: &syncBuffer{}, stdout: &syncBuffer{}, cancel: cancel, done: make(chan error, 1)}
-	go func() { s.done <- run(ctx, args, func(string) string { return "" }, s.stdout, s.logs) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp, err := http.Get(s.url + "/version")
-		if err == nil {
-			resp.Body.Close()
-			break
-		}
-		select {
-		case err := <-s.done:
-			t.Fatalf("server exited: %v\n%s", err, s.logs.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("server did not start: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
+	a, err := newApp(ctx, c, s.stdout, s.logs)
+	if err != nil {
+		cancel()
+		t.Fatalf("building server: %v\n%s", err, s.logs.String())
 	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		cancel()
+		a.close()
+		t.Fatalf("listening: %v", err)
+	}
+	s.url, s.store, s.cancel = "http://"+ln.Addr().String(), a.store, cancel
+	go func() {
+		err := a.serve(ctx, ln)
+		a.close() // as run does: flushes the webhook, closes the storage
+		s.done <- err
+	}()
 	t.Cleanup(func() { s.stop(t) })
 	return s
 }
@@ -311,6 +312,7 @@ func TestStartupErrors(t *testing.T) {
 		{"unreadable ca", []string{"-ca", filepath.Join(dir, "missing.pem")}, "reading CA file"},
 		{"empty ca", []string{"-ca", empty}, "loading CA"},
 		{"unknown storage", []string{"-ca", empty, "-storage", "bogus", "-disable-mdm", "-api", "k"}, "unknown storage backend"},
+		{"stray argument", []string{"-ca", empty, "-api", "k", "inmem"}, `unexpected argument "inmem"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := run(context.Background(), append([]string{"nanomdm", "-listen", "127.0.0.1:0"}, tc.args...), func(string) string { return "" }, io.Discard, io.Discard)
