@@ -5,6 +5,7 @@ import (
 
 	"github.com/nanomdm/nanomdm/storage/internal/sqlstore"
 	"github.com/nanomdm/nanomdm/storage/storagetest"
+	"github.com/nanomdm/nanomdm/storage/storagetest/handlerbench"
 )
 
 // bothModes are the storage options of the two queue modes: results
@@ -43,7 +44,7 @@ func RunShared(t *testing.T, b *Backend, d *sqlstore.Dialect) {
 func BenchmarkHandlerRoundTrip(tb *testing.B, b *Backend) {
 	for _, options := range bothModes {
 		tb.Run("options="+options, func(tb *testing.B) {
-			storagetest.BenchmarkHandlerRoundTrip(tb, b.OpenFresh(tb, options))
+			handlerbench.RoundTrip(tb, b.OpenFresh(tb, options))
 		})
 	}
 }
@@ -62,7 +63,7 @@ func BenchmarkCommandLoop(tb *testing.B, b *Backend) {
 // IDs, seeded in bulk, on a fresh database of b.
 func BenchmarkEnqueue100k(tb *testing.B, b *Backend) {
 	s := b.OpenFresh(tb, "")
-	storagetest.BenchmarkEnqueueMany(tb, s, 100_000, func(ids []string) {
+	handlerbench.EnqueueMany(tb, s, 100_000, func(ids []string) {
 		SeedEnrollments(tb, b, s.DB(), ids)
 	})
 }
