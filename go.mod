@@ -1,6 +1,6 @@
 module github.com/nanomdm/nanomdm
 
-go 1.26.8
+go 1.26.0
 
 require (
 	github.com/go-kit/log v0.2.1

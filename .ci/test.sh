@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: starts (or installs) the databases the SQL tests
-# need, checks formatting and vet, runs every test with the race detector,
+# need, checks formatting, vet and staticcheck, runs every test with the race detector,
 # fails if any test was skipped, then runs each fuzz target briefly.
 # Usage: bash .ci/test.sh            (FUZZTIME=5s by default)
 set -euo pipefail
@@ -20,6 +20,15 @@ fi
 
 echo "== go vet"
 go vet ./...
+
+# staticcheck, pinned; installed when missing. Any finding fails CI.
+STATICCHECK_VERSION=v0.8.2
+echo "== staticcheck $STATICCHECK_VERSION"
+staticcheck="$(go env GOPATH)/bin/staticcheck"
+if ! "$staticcheck" -version 2>/dev/null | grep -qF "(${STATICCHECK_VERSION#v})"; then
+	go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"
+fi
+"$staticcheck" ./...
 
 echo "== go test -race"
 log=$(mktemp)

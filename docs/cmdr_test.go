@@ -138,7 +138,7 @@ type cmdrCase struct {
 	stdin       []byte
 	requestType string
 	// want, if set, is the whole Command dictionary expected.
-	want map[string]interface{}
+	want map[string]any
 	// params are the values that give the same command from the Go
 	// template (package mdm/commands) of the same name.
 	params map[string]string
@@ -154,32 +154,32 @@ func cmdrCases(t *testing.T) []cmdrCase {
 	var cases []cmdrCase
 	for _, rt := range specNoArgumentCommands {
 		cases = append(cases, cmdrCase{name: rt, args: []string{rt}, requestType: rt,
-			want: map[string]interface{}{"RequestType": rt}})
+			want: map[string]any{"RequestType": rt}})
 	}
 	cases = append(cases, []cmdrCase{
 		{name: "DeviceInformation/default", args: []string{"DeviceInformation"}, requestType: "DeviceInformation"},
 		{name: "DeviceInformation/queries", args: []string{"DeviceInformation", "SerialNumber", "OSVersion"},
 			requestType: "DeviceInformation", params: map[string]string{"queries": "SerialNumber OSVersion"},
-			want: map[string]interface{}{"RequestType": "DeviceInformation", "Queries": []interface{}{"SerialNumber", "OSVersion"}}},
+			want: map[string]any{"RequestType": "DeviceInformation", "Queries": []any{"SerialNumber", "OSVersion"}}},
 		{name: "InstallProfile/file", args: []string{"InstallProfile", repoFile(t, "docs/enroll.mobileconfig")},
 			requestType: "InstallProfile", params: map[string]string{"profile": string(profile)},
-			want: map[string]interface{}{"RequestType": "InstallProfile", "Payload": profile}},
+			want: map[string]any{"RequestType": "InstallProfile", "Payload": profile}},
 		{name: "InstallProfile/stdin", args: []string{"InstallProfile", "-"}, stdin: profile,
 			requestType: "InstallProfile", params: map[string]string{"profile": string(profile)},
-			want: map[string]interface{}{"RequestType": "InstallProfile", "Payload": profile}},
+			want: map[string]any{"RequestType": "InstallProfile", "Payload": profile}},
 		{name: "RemoveProfile", args: []string{"RemoveProfile", "com.example.wifi"}, requestType: "RemoveProfile",
 			params: map[string]string{"identifier": "com.example.wifi"},
-			want:   map[string]interface{}{"RequestType": "RemoveProfile", "Identifier": "com.example.wifi"}},
+			want:   map[string]any{"RequestType": "RemoveProfile", "Identifier": "com.example.wifi"}},
 		{name: "ScheduleOSUpdate/default", args: []string{"ScheduleOSUpdate"}, requestType: "ScheduleOSUpdate",
-			want: map[string]interface{}{"RequestType": "ScheduleOSUpdate",
-				"Updates": []interface{}{map[string]interface{}{"InstallAction": "Default"}}}},
+			want: map[string]any{"RequestType": "ScheduleOSUpdate",
+				"Updates": []any{map[string]any{"InstallAction": "Default"}}}},
 		{name: "ScheduleOSUpdate/options", args: []string{"ScheduleOSUpdate", "--action", "InstallLater",
 			"--product-version", "14.5", "--product-key", "MSU_UPDATE_23F79_patch_14.5",
 			"--max-user-deferrals", "3", "--priority", "High"}, requestType: "ScheduleOSUpdate",
 			params: map[string]string{"action": "InstallLater", "product-version": "14.5",
 				"product-key": "MSU_UPDATE_23F79_patch_14.5", "max-user-deferrals": "3", "priority": "High"}},
 		{name: "AccountConfiguration/default", args: []string{"AccountConfiguration"}, requestType: "AccountConfiguration",
-			want: map[string]interface{}{"RequestType": "AccountConfiguration",
+			want: map[string]any{"RequestType": "AccountConfiguration",
 				"SkipPrimarySetupAccountCreation": false, "SetPrimarySetupAccountAsRegularUser": false}},
 		{name: "AccountConfiguration/admin", args: []string{"AccountConfiguration", "--skip-primary",
 			"--primary-full-name", "Ann Example", "--primary-user-name", "ann", "--lock-primary",
@@ -194,20 +194,20 @@ func cmdrCases(t *testing.T) []cmdrCase {
 			params: map[string]string{"device-name": "Kiosk 7", "hostname": "kiosk-7", "bluetooth": "off",
 				"data-roaming": "on", "voice-roaming": "on", "personal-hotspot": "off", "maximum-resident-users": "4"}},
 		{name: "EraseDevice/plain", args: []string{"EraseDevice"}, requestType: "EraseDevice",
-			want: map[string]interface{}{"RequestType": "EraseDevice"}},
+			want: map[string]any{"RequestType": "EraseDevice"}},
 		{name: "EraseDevice/pin", args: []string{"EraseDevice", "123456", "--preserve-data-plan",
 			"--disallow-proximity-setup", "--obliteration-behavior", "DoNotObliterate"}, requestType: "EraseDevice",
 			params: map[string]string{"pin": "123456", "preserve-data-plan": "on",
 				"disallow-proximity-setup": "on", "obliteration-behavior": "DoNotObliterate"}},
 		{name: "DeviceLock/plain", args: []string{"DeviceLock"}, requestType: "DeviceLock",
-			want: map[string]interface{}{"RequestType": "DeviceLock"}},
+			want: map[string]any{"RequestType": "DeviceLock"}},
 		{name: "DeviceLock/pin", args: []string{"DeviceLock", "654321", "--message", "Call IT", "--phone-number", "+1 555 0100"},
 			requestType: "DeviceLock", params: map[string]string{"pin": "654321", "message": "Call IT", "phone-number": "+1 555 0100"},
-			want: map[string]interface{}{"RequestType": "DeviceLock", "PIN": "654321",
+			want: map[string]any{"RequestType": "DeviceLock", "PIN": "654321",
 				"Message": "Call IT", "PhoneNumber": "+1 555 0100"}},
 		{name: "command", args: []string{"command", "InstalledApplicationList"}, requestType: "InstalledApplicationList",
 			params: map[string]string{"request-type": "InstalledApplicationList"},
-			want:   map[string]interface{}{"RequestType": "InstalledApplicationList"}},
+			want:   map[string]any{"RequestType": "InstalledApplicationList"}},
 	}...)
 	for i := 0; i < 5; i++ {
 		cases = append(cases, cmdrCase{name: fmt.Sprintf("random/%d", i), args: []string{"-r"}})
@@ -280,14 +280,14 @@ func TestCmdr(t *testing.T) {
 				covered[tc.args[0]] = true
 			}
 
-			var whole map[string]interface{}
+			var whole map[string]any
 			if err := plist.Unmarshal(out, &whole); err != nil {
 				t.Fatalf("decoding output plist: %v", err)
 			}
 			if len(whole) != 2 {
 				t.Errorf("top-level keys %v, want only CommandUUID and Command", keysOf(whole))
 			}
-			body, _ := whole["Command"].(map[string]interface{})
+			body, _ := whole["Command"].(map[string]any)
 			if tc.want != nil && !reflect.DeepEqual(body, tc.want) {
 				t.Errorf("Command = %#v\nwant %#v", body, tc.want)
 			}
@@ -299,7 +299,7 @@ func TestCmdr(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Go template %s: %v", name, err)
 			}
-			var goWhole map[string]interface{}
+			var goWhole map[string]any
 			if err := plist.Unmarshal(goCmd.Raw, &goWhole); err != nil {
 				t.Fatalf("decoding the Go template's plist: %v", err)
 			}
@@ -374,7 +374,7 @@ func TestCmdrUsageErrors(t *testing.T) {
 	}
 }
 
-func keysOf(m map[string]interface{}) []string {
+func keysOf(m map[string]any) []string {
 	var ks []string
 	for k := range m {
 		ks = append(ks, k)

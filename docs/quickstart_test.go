@@ -112,7 +112,7 @@ func TestQuickstartSimulator(t *testing.T) {
 // points at our MDM endpoint.
 func TestEnrollmentProfile(t *testing.T) {
 	raw := readRepoFile(t, "docs/enroll.mobileconfig")
-	var profile map[string]interface{}
+	var profile map[string]any
 	if err := plist.Unmarshal(raw, &profile); err != nil {
 		t.Fatalf("docs/enroll.mobileconfig is not a plist: %v", err)
 	}
@@ -121,7 +121,7 @@ func TestEnrollmentProfile(t *testing.T) {
 	}
 	uuids := map[string]bool{}
 	idents := map[string]bool{}
-	note := func(p map[string]interface{}) {
+	note := func(p map[string]any) {
 		u, _ := p["PayloadUUID"].(string)
 		id, _ := p["PayloadIdentifier"].(string)
 		if u == "" || id == "" || uuids[u] || idents[id] {
@@ -130,10 +130,10 @@ func TestEnrollmentProfile(t *testing.T) {
 		uuids[u], idents[id] = true, true
 	}
 	note(profile)
-	content, _ := profile["PayloadContent"].([]interface{})
-	payloads := map[string]map[string]interface{}{}
+	content, _ := profile["PayloadContent"].([]any)
+	payloads := map[string]map[string]any{}
 	for _, c := range content {
-		p, _ := c.(map[string]interface{})
+		p, _ := c.(map[string]any)
 		note(p)
 		typ, _ := p["PayloadType"].(string)
 		payloads[typ] = p
@@ -142,7 +142,7 @@ func TestEnrollmentProfile(t *testing.T) {
 	if scep == nil || mdmPayload == nil {
 		t.Fatalf("want a com.apple.security.scep and a com.apple.mdm payload, have %v", keysOfMaps(payloads))
 	}
-	scepContent, _ := scep["PayloadContent"].(map[string]interface{})
+	scepContent, _ := scep["PayloadContent"].(map[string]any)
 	for _, k := range []string{"URL", "Challenge", "Keysize", "Key Type", "Key Usage"} {
 		if scepContent[k] == nil {
 			t.Errorf("SCEP payload has no %s", k)
@@ -164,7 +164,7 @@ func TestEnrollmentProfile(t *testing.T) {
 	if topic, _ := mdmPayload["Topic"].(string); !strings.HasPrefix(topic, "com.apple.mgmt.") {
 		t.Errorf("MDM Topic %q does not start with com.apple.mgmt.", topic)
 	}
-	caps, _ := mdmPayload["ServerCapabilities"].([]interface{})
+	caps, _ := mdmPayload["ServerCapabilities"].([]any)
 	if len(caps) == 0 {
 		t.Errorf("MDM payload has no ServerCapabilities")
 	}
@@ -178,7 +178,7 @@ func TestEnrollmentProfile(t *testing.T) {
 	}
 }
 
-func keysOfMaps(m map[string]map[string]interface{}) []string {
+func keysOfMaps(m map[string]map[string]any) []string {
 	var ks []string
 	for k := range m {
 		ks = append(ks, k)

@@ -86,7 +86,7 @@ func TraceLoggingMiddleware(next nethttp.Handler, logger log.Logger) nethttp.Han
 		ctx = log.WithFields(ctx, "trace_id", id)
 		rec := NewStatusRecorder(w)
 		next.ServeHTTP(rec, r.WithContext(ctx))
-		kv := []interface{}{"addr", r.RemoteAddr, "method", r.Method, "path", r.URL.Path, "agent", r.UserAgent()}
+		kv := []any{"addr", r.RemoteAddr, "method", r.Method, "path", r.URL.Path, "agent", r.UserAgent()}
 		if fwd := r.Header.Get("X-Forwarded-For"); fwd != "" {
 			kv = append(kv, "x_forwarded_for", fwd)
 		}
@@ -227,7 +227,7 @@ func BodyStatus(err error) int {
 }
 
 // WriteJSON writes v as a JSON answer with the given status.
-func WriteJSON(w nethttp.ResponseWriter, status int, v interface{}) {
+func WriteJSON(w nethttp.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(v)

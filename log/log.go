@@ -7,9 +7,9 @@ import "context"
 
 // Logger logs key-value pairs at two levels.
 type Logger interface {
-	Info(keyvals ...interface{})
-	Debug(keyvals ...interface{})
-	With(keyvals ...interface{}) Logger
+	Info(keyvals ...any)
+	Debug(keyvals ...any)
+	With(keyvals ...any) Logger
 }
 
 // Nop is a Logger that discards everything.
@@ -17,25 +17,25 @@ var Nop Logger = nopLogger{}
 
 type nopLogger struct{}
 
-func (nopLogger) Info(...interface{})          {}
-func (nopLogger) Debug(...interface{})         {}
-func (n nopLogger) With(...interface{}) Logger { return n }
+func (nopLogger) Info(...any)          {}
+func (nopLogger) Debug(...any)         {}
+func (n nopLogger) With(...any) Logger { return n }
 
 type ctxKey struct{}
 
 // WithFields returns a context carrying keyvals in addition to any fields
 // already in ctx.
-func WithFields(ctx context.Context, keyvals ...interface{}) context.Context {
-	prev, _ := ctx.Value(ctxKey{}).([]interface{})
-	fields := make([]interface{}, 0, len(prev)+len(keyvals))
+func WithFields(ctx context.Context, keyvals ...any) context.Context {
+	prev, _ := ctx.Value(ctxKey{}).([]any)
+	fields := make([]any, 0, len(prev)+len(keyvals))
 	fields = append(fields, prev...)
 	fields = append(fields, keyvals...)
 	return context.WithValue(ctx, ctxKey{}, fields)
 }
 
 // Fields returns the key-value pairs carried by ctx.
-func Fields(ctx context.Context) []interface{} {
-	f, _ := ctx.Value(ctxKey{}).([]interface{})
+func Fields(ctx context.Context) []any {
+	f, _ := ctx.Value(ctxKey{}).([]any)
 	return f
 }
 

@@ -25,7 +25,7 @@ func benchFixture(b *testing.B, name string) []byte {
 // (about 4 KB of XML), built by plist.Marshal the way devices lay it out.
 func benchReport(b *testing.B, binary bool) []byte {
 	b.Helper()
-	q := map[string]interface{}{}
+	q := map[string]any{}
 	for i, k := range strings.Fields(`UDID DeviceName OSVersion BuildVersion ModelName Model ProductName
 		SerialNumber IMEI MEID ModemFirmwareVersion EASDeviceIdentifier WiFiMAC BluetoothMAC ICCID
 		CurrentCarrierNetwork SubscriberCarrierNetwork CarrierSettingsVersion PhoneNumber TimeZone
@@ -40,10 +40,10 @@ func benchReport(b *testing.B, binary bool) []byte {
 	if binary { // the test encoder has no reals
 		q["DeviceCapacity"], q["AvailableDeviceCapacity"], q["BatteryLevel"] = "119.2", "71.58", "0.87"
 	}
-	q["OSUpdateSettings"] = map[string]interface{}{"AutoCheckEnabled": true, "PreviousScanResult": 0,
+	q["OSUpdateSettings"] = map[string]any{"AutoCheckEnabled": true, "PreviousScanResult": 0,
 		"CatalogURL": "", "PreviousScanDate": "2024-06-02T08:00:00Z"}
-	q["ServiceSubscriptions"] = []interface{}{map[string]interface{}{"Slot": "CTSubscriptionSlotOne", "IsDataPreferred": true}}
-	m := map[string]interface{}{
+	q["ServiceSubscriptions"] = []any{map[string]any{"Slot": "CTSubscriptionSlotOne", "IsDataPreferred": true}}
+	m := map[string]any{
 		"UDID": "66ADE930-5FDF-5EC4-8429-15640684C489", "Status": "Acknowledged",
 		"CommandUUID": "76eda240-5488-4989-8339-f2ae160113c4", "RequestType": "DeviceInformation",
 		"QueryResponses": q,

@@ -130,7 +130,7 @@ type GetToken struct {
 	Enrollment
 	MessageType
 	TokenServiceType string
-	TokenParameters  map[string]interface{} `plist:",omitempty"`
+	TokenParameters  map[string]any `plist:",omitempty"`
 	Raw              `plist:"-"`
 }
 
@@ -140,7 +140,7 @@ type GetTokenResponse struct {
 }
 
 // decodePlist checks data against our input bounds and then decodes it.
-func decodePlist(data []byte, v interface{}) error {
+func decodePlist(data []byte, v any) error {
 	if len(data) == 0 {
 		return fmt.Errorf("%w: empty body", ErrDecode)
 	}
@@ -156,7 +156,7 @@ func decodePlist(data []byte, v interface{}) error {
 // DecodeCheckin decodes a check-in message into one of the message types of
 // this package (as a pointer), keeping the raw bytes. Errors wrap ErrDecode
 // or ErrUnrecognizedMessageType.
-func DecodeCheckin(raw []byte) (interface{}, error) {
+func DecodeCheckin(raw []byte) (any, error) {
 	var mt MessageType
 	if !scanMessageType(raw, &mt) {
 		mt = MessageType{}
@@ -164,7 +164,7 @@ func DecodeCheckin(raw []byte) (interface{}, error) {
 			return nil, err
 		}
 	}
-	var msg interface{}
+	var msg any
 	switch mt.MessageType {
 	case MessageAuthenticate:
 		msg = &Authenticate{Raw: raw}
@@ -195,7 +195,7 @@ func DecodeCheckin(raw []byte) (interface{}, error) {
 
 // EnrollmentOf returns the channel keys of any check-in message or command
 // report of this package, or nil for other values.
-func EnrollmentOf(msg interface{}) *Enrollment {
+func EnrollmentOf(msg any) *Enrollment {
 	switch m := msg.(type) {
 	case *Authenticate:
 		return &m.Enrollment
@@ -220,7 +220,7 @@ func EnrollmentOf(msg interface{}) *Enrollment {
 }
 
 // RawOf returns the raw bytes of any message of this package, or nil.
-func RawOf(msg interface{}) []byte {
+func RawOf(msg any) []byte {
 	switch m := msg.(type) {
 	case *Authenticate:
 		return m.Raw

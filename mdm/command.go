@@ -94,12 +94,12 @@ func DecodeCommand(raw []byte) (*Command, error) {
 // NewCommand builds a command with the given UUID and request type and
 // encodes it as an XML plist, for tests and tools. extra keys are merged
 // into the Command dictionary.
-func NewCommand(uuid, requestType string, extra map[string]interface{}) (*Command, error) {
-	body := map[string]interface{}{"RequestType": requestType}
+func NewCommand(uuid, requestType string, extra map[string]any) (*Command, error) {
+	body := map[string]any{"RequestType": requestType}
 	for k, v := range extra {
 		body[k] = v
 	}
-	raw, err := plist.Marshal(map[string]interface{}{
+	raw, err := plist.Marshal(map[string]any{
 		"CommandUUID": uuid,
 		"Command":     body,
 	})
@@ -112,7 +112,7 @@ func NewCommand(uuid, requestType string, extra map[string]interface{}) (*Comman
 }
 
 // EncodePlist encodes v as an XML plist, for answers sent to devices.
-func EncodePlist(v interface{}) ([]byte, error) {
+func EncodePlist(v any) ([]byte, error) {
 	b, err := plist.Marshal(v)
 	if err != nil {
 		return nil, fmt.Errorf("encoding plist: %w", err)

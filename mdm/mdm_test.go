@@ -22,10 +22,10 @@ func readFixture(t *testing.T, name string) []byte {
 func TestDecodeCheckinCaptures(t *testing.T) {
 	for _, tc := range []struct {
 		file   string
-		check  func(t *testing.T, msg interface{})
+		check  func(t *testing.T, msg any)
 		wantID string
 	}{
-		{"Authenticate.1.plist", func(t *testing.T, msg interface{}) {
+		{"Authenticate.1.plist", func(t *testing.T, msg any) {
 			m := msg.(*Authenticate)
 			if m.SerialNumber != "F5JM992LF193" || m.OSVersion != "9.3.5" || m.ProductName != "iPad2,5" || m.BuildVersion != "13G36" {
 				t.Errorf("have %+v", m)
@@ -34,13 +34,13 @@ func TestDecodeCheckinCaptures(t *testing.T) {
 				t.Errorf("topic: have %q", m.Topic)
 			}
 		}, "663b07bb783e9ade1dae4fbb92ea12afc0ce5b69"},
-		{"Authenticate.2.plist", func(t *testing.T, msg interface{}) {
+		{"Authenticate.2.plist", func(t *testing.T, msg any) {
 			m := msg.(*Authenticate)
 			if m.DeviceName != "Fruit" || m.Model != "iMac14,2" || m.ModelName != "iMac" || m.SerialNumber != "C02MT66KFLHH" {
 				t.Errorf("have %+v", m)
 			}
 		}, "66ADE930-5FDF-5EC4-8429-15640684C489"},
-		{"TokenUpdate.1.plist", func(t *testing.T, msg interface{}) {
+		{"TokenUpdate.1.plist", func(t *testing.T, msg any) {
 			m := msg.(*TokenUpdate)
 			if m.PushMagic != "CEFDF0BD-E342-4A27-8742-E930EA116B0A" {
 				t.Errorf("push magic: have %q", m.PushMagic)
@@ -52,7 +52,7 @@ func TestDecodeCheckinCaptures(t *testing.T) {
 				t.Errorf("unlock token does not start with DATA: %q", m.UnlockToken[:8])
 			}
 		}, "663b07bb783e9ade1dae4fbb92ea12afc0ce5b69"},
-		{"TokenUpdate.2.plist", func(t *testing.T, msg interface{}) {
+		{"TokenUpdate.2.plist", func(t *testing.T, msg any) {
 			m := msg.(*TokenUpdate)
 			if hex.EncodeToString(m.Token) != "1ba7c90066c50f77689a24f3a425caf68a300f729e88e460a9416022d5d642cc" {
 				t.Errorf("token: have %x", m.Token)
@@ -143,7 +143,7 @@ func TestDecodeErrors(t *testing.T) {
 }
 
 func TestDecodeCommand(t *testing.T) {
-	cmd, err := NewCommand("abc-123", "DeviceInformation", map[string]interface{}{"Queries": []string{"UDID"}})
+	cmd, err := NewCommand("abc-123", "DeviceInformation", map[string]any{"Queries": []string{"UDID"}})
 	if err != nil {
 		t.Fatal(err)
 	}

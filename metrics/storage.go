@@ -10,15 +10,6 @@ import (
 	"github.com/nanomdm/nanomdm/storage"
 )
 
-// Store is every storage role the server uses: what Storage wraps.
-type Store interface {
-	storage.AllStorage
-	storage.InspectionStore
-	storage.PushCertLister
-	storage.CertAuthRetriever
-	storage.Pinger
-}
-
 // expected are the errors that answer a question rather than report a
 // failure: they are not counted as storage errors.
 var expected = []error{
@@ -44,13 +35,15 @@ func isFailure(err error) bool {
 // instrumented times every call of next by method and counts its
 // failures.
 type instrumented struct {
-	next Store
+	next storage.AllStorage
 	m    *Metrics
 }
 
 // Storage returns next with every call timed and every failure counted,
 // by method name.
-func (m *Metrics) Storage(next Store) Store { return &instrumented{next: next, m: m} }
+func (m *Metrics) Storage(next storage.AllStorage) storage.AllStorage {
+	return &instrumented{next: next, m: m}
+}
 
 // done records one call of op that started at start.
 func (s *instrumented) done(op string, start time.Time, err error) {
@@ -203,7 +196,7 @@ func (s *instrumented) AssociateCertHash(r *mdm.Request, hash string, certNotAft
 	return err
 }
 
-func (s *instrumented) RetrieveMigrationCheckins(ctx context.Context, c chan<- interface{}) error {
+func (s *instrumented) RetrieveMigrationCheckins(ctx context.Context, c chan<- any) error {
 	start := time.Now()
 	err := s.next.RetrieveMigrationCheckins(ctx, c)
 	s.done("RetrieveMigrationCheckins", start, err)
@@ -261,4 +254,4 @@ func queuedCount(ids []string, errs map[string]error) int {
 	return n
 }
 
-var _ Store = (*instrumented)(nil)
+var _ storage.AllStorage = (*instrumented)(nil)

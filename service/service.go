@@ -64,7 +64,7 @@ func (e *StatusError) Unwrap() error { return e.Err }
 
 // CheckinRequest dispatches a decoded check-in message to svc and returns
 // the body to answer the device with (nil for an empty answer).
-func CheckinRequest(svc Checkin, r *mdm.Request, msg interface{}) ([]byte, error) {
+func CheckinRequest(svc Checkin, r *mdm.Request, msg any) ([]byte, error) {
 	switch m := msg.(type) {
 	case *mdm.Authenticate:
 		return nil, wrap("authenticate", svc.Authenticate(r, m))

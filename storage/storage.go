@@ -33,6 +33,11 @@ var (
 	// ErrInvalidCheckOut means a CheckOut arrived on a user channel.
 	ErrInvalidCheckOut = errors.New("check-out is only valid on a device channel")
 
+	// ErrCertHashTaken means AssociateCertHash was asked to bind a
+	// certificate hash that is already associated with another
+	// enrollment.
+	ErrCertHashTaken = errors.New("certificate hash is associated with another enrollment")
+
 	// ErrBadCursor means a pagination cursor is not one the backend
 	// handed out.
 	ErrBadCursor = errors.New("invalid pagination cursor")
@@ -90,8 +95,9 @@ type CommandEnqueuer interface {
 	// error wrapping mdm.ErrInvalidID for a malformed one) are returned in
 	// the map, keyed by ID; an error that fails the whole call (such as
 	// ErrDuplicateCommand) is returned as the error. A nil map means no ID
-	// failed. An ID listed twice is queued once. A command UUID stays
-	// taken even when every ID failed.
+	// failed. An ID listed twice is queued once. When no ID was queued
+	// (every one failed, or none given) nothing is stored: the
+	// CommandUUID stays free, so the same command can be enqueued again.
 	EnqueueCommand(ctx context.Context, ids []string, cmd *mdm.Command) (map[string]error, error)
 }
 
@@ -115,12 +121,8 @@ type PushStore interface {
 	RetrievePushInfo(ctx context.Context, ids []string) (map[string]*mdm.Push, error)
 }
 
-// PushCertStore keeps APNs push certificates, one per topic.
-type PushCertStore interface {
-	// StorePushCert stores a PEM certificate and unencrypted PEM key under
-	// the topic of the certificate, replacing any earlier one.
-	StorePushCert(ctx context.Context, pemCert, pemKey []byte) error
-
+// PushCertRetriever reads APNs push certificates, one per topic.
+type PushCertRetriever interface {
 	// RetrievePushCert returns the certificate for topic and a stale token
 	// that changes whenever the stored certificate changes. It returns
 	// ErrNoPushCert when there is none.
@@ -139,6 +141,15 @@ type PushCertLister interface {
 	RetrievePushCertTopics(ctx context.Context) ([]string, error)
 }
 
+// PushCertStore keeps APNs push certificates, one per topic.
+type PushCertStore interface {
+	PushCertRetriever
+
+	// StorePushCert stores a PEM certificate and unencrypted PEM key under
+	// the topic of the certificate, replacing any earlier one.
+	StorePushCert(ctx context.Context, pemCert, pemKey []byte) error
+}
+
 // CertAuthStore associates identity certificate hashes with enrollments.
 // IDs are device-channel IDs (r.EnrollID.ParentID for user channels).
 type CertAuthStore interface {
@@ -150,7 +161,12 @@ type CertAuthStore interface {
 	// IsCertHashAssociated reports whether hash is associated with the
 	// enrollment of r.
 	IsCertHashAssociated(r *mdm.Request, hash string) (bool, error)
-	// AssociateCertHash associates hash with the enrollment of r.
+	// AssociateCertHash associates hash with the enrollment of r. When
+	// hash is already associated with another enrollment it stores
+	// nothing and returns ErrCertHashTaken. The check and the write are
+	// one atomic step for every server sharing the storage, so one
+	// certificate is never bound to two enrollments. Associating a hash
+	// the enrollment already has updates certNotAfter.
 	AssociateCertHash(r *mdm.Request, hash string, certNotAfter time.Time) error
 }
 
@@ -162,7 +178,7 @@ type MigrationStore interface {
 	// user channels (in ID order), as decoded check-in messages
 	// (*mdm.Authenticate, *mdm.TokenUpdate). It does not close c: the
 	// caller owns it. When ctx is cancelled it returns ctx's error.
-	RetrieveMigrationCheckins(ctx context.Context, c chan<- interface{}) error
+	RetrieveMigrationCheckins(ctx context.Context, c chan<- any) error
 }
 
 // TokenUpdateTallyStore reads the TokenUpdate tally of an enrollment.
@@ -180,14 +196,19 @@ type ServiceStore interface {
 	TokenUpdateTallyStore
 }
 
-// AllStorage is every role a backend implements.
+// AllStorage is every role a backend implements: every backend is all
+// of these, and the contract suite checks each.
 type AllStorage interface {
 	ServiceStore
 	CommandEnqueuer
 	PushStore
 	PushCertStore
+	PushCertLister
 	CertAuthStore
+	CertAuthRetriever
 	MigrationStore
+	InspectionStore
+	Pinger
 }
 
 // Clock is time.Now, injectable for tests.

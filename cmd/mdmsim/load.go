@@ -110,8 +110,8 @@ func parseLoadFlags(args []string, stderr io.Writer) (*loadConfig, error) {
 	return c, nil
 }
 
-func (c *loadConfig) asMap() map[string]interface{} {
-	return map[string]interface{}{
+func (c *loadConfig) asMap() map[string]any {
+	return map[string]any{
 		"url": c.url, "devices": c.devices, "user_channels": c.userShare, "workers": c.workers,
 		"rounds": c.rounds, "commands": c.commands, "batch": c.batch, "notnow": c.notNow,
 		"error": c.errShare, "key_type": c.keyType, "signature": c.signature, "cert_header": c.certHeader,
@@ -512,7 +512,7 @@ func (r *loadRun) enrollAll(ctx context.Context) {
 
 // deviceInformationQueries are the queries of the DeviceInformation
 // commands the tool enqueues, a typical inventory request.
-var deviceInformationQueries = []interface{}{
+var deviceInformationQueries = []any{
 	"UDID", "DeviceName", "OSVersion", "BuildVersion", "ModelName", "Model", "ProductName",
 	"SerialNumber", "DeviceCapacity", "AvailableDeviceCapacity", "BatteryLevel", "IMEI", "MEID",
 	"IsSupervised", "IsDeviceLocatorServiceEnabled", "IsActivationLockEnabled", "IsCloudBackupEnabled",
@@ -520,9 +520,9 @@ var deviceInformationQueries = []interface{}{
 }
 
 func newLoadCommand(requestType string) (*mdm.Command, error) {
-	var extra map[string]interface{}
+	var extra map[string]any
 	if requestType == "DeviceInformation" {
-		extra = map[string]interface{}{"Queries": deviceInformationQueries}
+		extra = map[string]any{"Queries": deviceInformationQueries}
 	}
 	return mdm.NewCommand(simulator.NewUDID(), requestType, extra)
 }

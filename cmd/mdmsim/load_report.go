@@ -217,15 +217,15 @@ type DBSummary struct {
 
 // Summary is the result of a load run; -json prints it.
 type Summary struct {
-	Config   map[string]interface{} `json:"config"`
-	Minted   int                    `json:"identities_minted"`
-	Channels int                    `json:"channels"`
-	Phases   []PhaseSummary         `json:"phases"`
-	Commands CommandSummary         `json:"commands"`
-	Server   *ServerSummary         `json:"server,omitempty"`
-	DB       *DBSummary             `json:"db,omitempty"`
-	OK       bool                   `json:"ok"`
-	Problems []string               `json:"problems,omitempty"`
+	Config   map[string]any `json:"config"`
+	Minted   int            `json:"identities_minted"`
+	Channels int            `json:"channels"`
+	Phases   []PhaseSummary `json:"phases"`
+	Commands CommandSummary `json:"commands"`
+	Server   *ServerSummary `json:"server,omitempty"`
+	DB       *DBSummary     `json:"db,omitempty"`
+	OK       bool           `json:"ok"`
+	Problems []string       `json:"problems,omitempty"`
 }
 
 func (s *Summary) writeJSON(w io.Writer) error {

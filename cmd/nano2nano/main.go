@@ -117,7 +117,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	readCtx, stopReading := context.WithCancel(ctx)
 	defer stopReading()
-	checkins := make(chan interface{})
+	checkins := make(chan any)
 	readErr := make(chan error, 1)
 	go func() {
 		readErr <- store.RetrieveMigrationCheckins(readCtx, checkins)
@@ -183,11 +183,11 @@ type migration struct {
 	failedDevice string
 }
 
-func (m *migration) handle(ctx context.Context, msg interface{}) {
+func (m *migration) handle(ctx context.Context, msg any) {
 	m.total++
 	kv, device := describe(msg)
-	logf := func(text string, extra ...interface{}) {
-		m.logger.Info(append(append([]interface{}{"msg", text}, kv...), extra...)...)
+	logf := func(text string, extra ...any) {
+		m.logger.Info(append(append([]any{"msg", text}, kv...), extra...)...)
 	}
 	if m.dest == nil {
 		logf("checkin")
@@ -217,7 +217,7 @@ func (m *migration) handle(ctx context.Context, msg interface{}) {
 
 // describe returns the log fields of a check-in (checkin, device_id,
 // user_id, type, id) and its device-channel ID.
-func describe(msg interface{}) ([]interface{}, string) {
+func describe(msg any) ([]any, string) {
 	var checkin string
 	switch msg.(type) {
 	case *mdm.Authenticate:
@@ -229,13 +229,13 @@ func describe(msg interface{}) ([]interface{}, string) {
 	}
 	e := mdm.EnrollmentOf(msg)
 	if e == nil {
-		return []interface{}{"checkin", checkin}, ""
+		return []any{"checkin", checkin}, ""
 	}
 	deviceID, userID := e.UDID, e.UserID
 	if deviceID == "" {
 		deviceID, userID = e.EnrollmentID, e.EnrollmentUserID
 	}
-	kv := []interface{}{"checkin", checkin, "device_id", deviceID, "user_id", userID}
+	kv := []any{"checkin", checkin, "device_id", deviceID, "user_id", userID}
 	id, err := e.Resolve()
 	if err != nil {
 		return append(kv, "type", "", "err", err), ""

@@ -48,7 +48,7 @@ func newSource(t *testing.T) *source {
 	if err := s.Disable(gone.Request()); err != nil {
 		t.Fatalf("disabling: %v", err)
 	}
-	c := make(chan interface{}, 100)
+	c := make(chan any, 100)
 	if err := s.RetrieveMigrationCheckins(context.Background(), c); err != nil {
 		t.Fatalf("reading migration check-ins: %v", err)
 	}

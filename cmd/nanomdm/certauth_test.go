@@ -271,7 +271,7 @@ func TestCertAuthRenewal(t *testing.T) {
 
 // migrate PUTs raw check-in messages to /migration and fails on any
 // answer but 200.
-func migrate(t *testing.T, s *server, msgs ...interface{}) {
+func migrate(t *testing.T, s *server, msgs ...any) {
 	t.Helper()
 	for _, m := range msgs {
 		raw, err := mdm.EncodePlist(m)

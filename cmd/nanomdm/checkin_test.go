@@ -33,7 +33,7 @@ func TestUserAuthenticateFlag(t *testing.T) {
 				t.Fatalf("first UserAuthenticate: have status %d, want %d", have, tc.first)
 			}
 			if tc.first == http.StatusOK {
-				var challenge map[string]interface{}
+				var challenge map[string]any
 				if err := plist.Unmarshal(body, &challenge); err != nil {
 					t.Fatalf("decoding answer %q: %v", body, err)
 				}

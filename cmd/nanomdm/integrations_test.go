@@ -53,7 +53,7 @@ func TestIntegrationFlags(t *testing.T) {
 	s := startServer(t, "-webhook-url", hook.URL, "-webhook-hmac-key", hookKey,
 		"-dm", dm.URL+"/dm/", "-dm-send-hmac-key", dmSend, "-dm-recv-hmac-key", dmRecv, "-dump")
 	dev := enrolled(t, s, &simulator.Transport{URL: s.url + "/mdm"}, "integrations")
-	got, err := dev.Channel.Checkin(context.Background(), map[string]interface{}{
+	got, err := dev.Channel.Checkin(context.Background(), map[string]any{
 		"MessageType": "DeclarativeManagement", "UDID": dev.UDID(), "Endpoint": "tokens",
 	})
 	if err != nil || string(got) != string(dmAnswer) {
@@ -108,7 +108,7 @@ func TestIntegrationFlagErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := interface{}(fs).(authproxy.EnrollmentFinder); !ok {
+	if _, ok := any(fs).(authproxy.EnrollmentFinder); !ok {
 		cases = append(cases, struct {
 			args []string
 			want string

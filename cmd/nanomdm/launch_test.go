@@ -3,12 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/nanomdm/nanomdm/mdm"
 	"github.com/nanomdm/nanomdm/mdm/simulator"
@@ -27,9 +25,8 @@ type launchConfig struct {
 	extra []string
 }
 
-// launch runs the server through run() like startServer, with the CA and
-// storage flags of lc, and returns it with the storage it opened, so a
-// test can check what the server stored.
+// launch runs the server with the CA and storage flags of lc and returns
+// it with the storage it opened, so a test can check what it stored.
 func launch(t *testing.T, lc launchConfig) (*server, storage.AllStorage) {
 	t.Helper()
 	dir := t.TempDir()
@@ -48,40 +45,9 @@ func launch(t *testing.T, lc launchConfig) (*server, storage.AllStorage) {
 	if storageFlags == nil {
 		storageFlags = []string{"-storage", "file", "-storage-dsn", filepath.Join(dir, "db")}
 	}
-	addr := freeAddr(t)
-	args := append([]string{"nanomdm", "-listen", addr, "-ca", caPath, "-api", testAPIKey}, storageFlags...)
-	args = append(args, lc.extra...)
-
-	opened := make(chan storage.AllStorage, 1)
-	ctx, cancel := context.WithCancel(context.Background())
-	ctx = context.WithValue(ctx, storageHookKey{}, func(s storage.AllStorage) { opened <- s })
-	s := &server{url: "http://" + addr, ca: ca, logs: &syncBuffer{}, stdout: &syncBuffer{}, cancel: cancel, done: make(chan error, 1)}
-	go func() { s.done <- run(ctx, args, func(string) string { return "" }, s.stdout, s.logs) }()
-	var store storage.AllStorage
-	select {
-	case store = <-opened:
-	case err := <-s.done:
-		cancel()
-		t.Fatalf("server exited: %v\n%s", err, s.logs.String())
-	case <-time.After(10 * time.Second):
-		cancel()
-		t.Fatal("server did not open its storage")
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp, err := http.Get(s.url + "/version")
-		if err == nil {
-			resp.Body.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			cancel()
-			t.Fatalf("server did not start: %v\n%s", err, s.logs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Cleanup(func() { s.stop(t) })
-	return s, store
+	args := append([]string{"-ca", caPath, "-api", testAPIKey}, storageFlags...)
+	s := serveArgs(t, ca, append(args, lc.extra...))
+	return s, s.store
 }
 
 // backend is the storage flags of one backend under test; each call

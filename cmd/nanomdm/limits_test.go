@@ -159,10 +159,10 @@ func nested(depth int) string {
 }
 
 // nestedBinary is nested as a binary plist value.
-func nestedBinary(depth int) interface{} {
-	var v interface{} = true
+func nestedBinary(depth int) any {
+	var v any = true
 	for i := 0; i < depth; i++ {
-		v = []interface{}{v}
+		v = []any{v}
 	}
 	return v
 }
@@ -176,8 +176,8 @@ func TestPlistBounds(t *testing.T) {
 	udid := dev.UDID()
 	// The report's own dict is one level, so the extra value may nest
 	// plistMaxDepth-1 arrays.
-	binaryIdle := func(extra interface{}) []byte {
-		b, err := storagetest.EncodeBinaryPlist(map[string]interface{}{"Status": "Idle", "UDID": udid, "Extra": extra})
+	binaryIdle := func(extra any) []byte {
+		b, err := storagetest.EncodeBinaryPlist(map[string]any{"Status": "Idle", "UDID": udid, "Extra": extra})
 		if err != nil {
 			t.Fatalf("encoding binary plist: %v", err)
 		}

@@ -21,6 +21,7 @@ import (
 	"github.com/nanomdm/nanomdm/log"
 	"github.com/nanomdm/nanomdm/log/gokit"
 	"github.com/nanomdm/nanomdm/metrics"
+	"github.com/nanomdm/nanomdm/push/nanopush"
 	pushsvc "github.com/nanomdm/nanomdm/push/service"
 	"github.com/nanomdm/nanomdm/service"
 	"github.com/nanomdm/nanomdm/service/certauth"
@@ -39,11 +40,6 @@ func main() {
 		return run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr)
 	})
 }
-
-// storageHookKey is the context key under which a test hands run a
-// func(storage.AllStorage), called with the storage once it is open, so
-// the test can look at what the server stored.
-type storageHookKey struct{}
 
 // config is every flag of the server.
 type config struct {
@@ -119,6 +115,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	if err := fs.Parse(args[1:]); err != nil {
 		return nil, err
 	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q: every setting is a flag (-h lists them)", fs.Arg(0))
+	}
 	if err := cli.ApplyEnv(fs, getenv); err != nil {
 		return nil, err
 	}
@@ -136,6 +135,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintf(stdout, "nanomdm %s\n", version)
 		return nil
 	}
+	a, err := newApp(ctx, c, stdout, stderr)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	ln, err := net.Listen("tcp", c.listen)
+	if err != nil {
+		return fmt.Errorf("listening: %w", err)
+	}
+	return a.serve(ctx, ln)
+}
+
+// check refuses flag combinations that cannot work.
+func (c *config) check() error {
 	if c.disableMDM && c.apiKey == "" {
 		return errors.New("nothing for server to do: -disable-mdm and no -api key")
 	}
@@ -145,38 +158,94 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if c.caPath == "" && !c.disableMDM {
 		return errors.New("-ca is required: a PEM file of the CA that issues device identities")
 	}
-	if err := c.integrations.check(c.disableMDM); err != nil {
-		return err
+	return c.integrations.check(c.disableMDM)
+}
+
+// app is a built server: its storage, its handler, and what to close
+// once it has stopped serving.
+type app struct {
+	c       *config
+	logger  log.Logger
+	store   storage.AllStorage
+	handler http.Handler
+	closers []func() // run last first
+}
+
+// close releases what newApp opened, in reverse order.
+func (a *app) close() {
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		a.closers[i]()
+	}
+}
+
+// newApp opens the storage and builds the service chain and the routes
+// of c. Close it with close once it has stopped serving.
+func newApp(ctx context.Context, c *config, stdout, stderr io.Writer) (_ *app, err error) {
+	if err := c.check(); err != nil {
+		return nil, err
 	}
 	pushFactory, err := c.push.factory()
 	if err != nil {
-		return fmt.Errorf("push flags: %w", err)
+		return nil, fmt.Errorf("push flags: %w", err)
 	}
 	logger := gokit.New(stderr, c.debug)
-
 	var verifier httpmdm.CertVerifier
 	if !c.disableMDM {
 		verifier, err = loadVerifier(c.caPath, c.intPath)
 		if err != nil {
-			return err
+			return nil, err
 		}
 	}
-
 	store, closeStore, err := openStorages(ctx, c, logger)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer closeStore()
-	if hook, ok := ctx.Value(storageHookKey{}).(func(storage.AllStorage)); ok {
-		hook(store)
-	}
+	a := &app{c: c, logger: logger, closers: []func(){closeStore}}
+	defer func() {
+		if err != nil {
+			a.close()
+		}
+	}()
 	mtr := metrics.New(version)
-	stores, err := instrument(store, mtr)
+	a.store = mtr.Storage(store)
+	ch, err := a.services(mtr, stdout)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	store = stores
+	mux, err := a.routes(ch, verifier, pushFactory, mtr)
+	if err != nil {
+		return nil, err
+	}
+	a.handler = mdmhttp.TraceLoggingMiddleware(mtr.HTTPMiddleware(mdmhttp.NotFoundJSONMiddleware(mux), metrics.MuxRoute(mux)), logger.With("handler", "log"))
+	if c.pprofAddr != "" {
+		stop, err := startPprof(c.pprofAddr, logger.With("handler", "pprof"))
+		if err != nil {
+			return nil, fmt.Errorf("serving profiles: %w", err)
+		}
+		a.closers = append(a.closers, stop)
+	}
+	if c.metricsListen != "" {
+		stop, err := startMetrics(c.metricsListen, mtr.Handler(), logger.With("handler", "metrics"))
+		if err != nil {
+			return nil, fmt.Errorf("serving metrics: %w", err)
+		}
+		a.closers = append(a.closers, stop)
+	}
+	return a, nil
+}
 
+// chain is the service chain devices reach, and the core service alone
+// (for /migration).
+type chain struct {
+	svc  service.CheckinAndCommandService
+	core *nanomdm.Service
+	// dumpRefused hands requests the identity check refuses to -dump.
+	dumpRefused []httpmdm.Option
+}
+
+// services builds the chain: dump -> certauth -> multi(core, webhook).
+func (a *app) services(mtr *metrics.Metrics, stdout io.Writer) (*chain, error) {
+	c, logger, store := a.c, a.logger, a.store
 	var svc service.CheckinAndCommandService
 	coreOpts := []nanomdm.Option{nanomdm.WithLogger(logger.With("service", "nanomdm"))}
 	if c.uaZLDC {
@@ -184,7 +253,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	dm, err := c.integrations.dmForwarder(logger.With("service", "dm"))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if dm != nil {
 		coreOpts = append(coreOpts, nanomdm.WithDeclarativeManagement(dm))
@@ -192,15 +261,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	core := nanomdm.New(store, coreOpts...)
 	svc = core
 	if hook := c.integrations.newWebhook(store, logger.With("service", "webhook"), webhook.WithObserver(mtr)); hook != nil {
-		// Deferred after the storage's close, so it runs first: once the
-		// server has finished its requests, queued events are delivered.
-		defer func() {
+		// Closed after the server has finished its requests and before
+		// the storage closes: queued events are delivered.
+		a.closers = append(a.closers, func() {
 			fctx, cancel := context.WithTimeout(context.Background(), c.shutdownTimeout)
 			defer cancel()
 			if err := hook.Close(fctx); err != nil {
 				logger.Info("msg", "flushing webhook", "err", err)
 			}
-		}()
+		})
 		svc = multi.New(logger.With("service", "multi"), core, hook)
 	}
 	certAuthOpts := []certauth.Option{certauth.WithLogger(logger.With("service", "certauth"))}
@@ -208,20 +277,28 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		certAuthOpts = append(certAuthOpts, certauth.WithAllowRetroactive())
 	}
 	svc = certauth.New(svc, store, certAuthOpts...)
+	var dumpRefused []httpmdm.Option
 	if c.dump {
-		svc = dump.New(svc, stdout)
+		d := dump.New(svc, stdout)
+		svc = d
+		dumpRefused = append(dumpRefused, httpmdm.WithDumpRefused(d.Dump))
 	}
-	svc = mtr.Service(svc)
+	return &chain{svc: mtr.Service(svc), core: core, dumpRefused: dumpRefused}, nil
+}
 
+// routes mounts the MDM endpoints, the API and the health checks.
+func (a *app) routes(ch *chain, verifier httpmdm.CertVerifier, pushFactory *nanopush.Factory, mtr *metrics.Metrics) (*http.ServeMux, error) {
+	c, logger, store := a.c, a.logger, a.store
+	svc, core, dumpRefused := ch.svc, ch.core, ch.dumpRefused
 	mux := http.NewServeMux()
 	mux.Handle("/version", mdmhttp.VersionHandler(version))
 	mux.Handle("/healthz", mdmhttp.HealthHandler())
-	mux.Handle("/readyz", mdmhttp.ReadyHandler(stores, mdmhttp.DefaultReadyTimeout, logger.With("handler", "readyz")))
+	mux.Handle("/readyz", mdmhttp.ReadyHandler(store, mdmhttp.DefaultReadyTimeout, logger.With("handler", "readyz")))
 	if !c.disableMDM {
-		mdmOpts := []httpmdm.Option{
+		mdmOpts := append([]httpmdm.Option{
 			httpmdm.WithLogger(logger.With("handler", "mdm")),
 			httpmdm.WithBodyLimit(c.bodyLimit),
-		}
+		}, dumpRefused...)
 		if c.certHeader != "" {
 			mdmOpts = append(mdmOpts, httpmdm.WithCertHeader(c.certHeader))
 		}
@@ -231,9 +308,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		} else {
 			mux.Handle("/mdm", httpmdm.IdentityMiddleware(httpmdm.CheckinAndCommandHandler(svc, mdmOpts...), verifier, mdmOpts...))
 		}
-		proxy, err := c.integrations.authProxy(stores, logger.With("handler", "authproxy"))
+		proxy, err := c.integrations.authProxy(store, logger.With("handler", "authproxy"))
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if proxy != nil {
 			mux.Handle("/authproxy/", httpmdm.IdentityMiddleware(proxy, verifier, mdmOpts...))
@@ -246,7 +323,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			api.WithMaxIDs(c.apiMaxIDs),
 		}
 		pusher := pushsvc.New(store, pushFactory.NewProvider, pushsvc.WithLogger(logger.With("service", "push")))
-		defer pusher.Close()
+		a.closers = append(a.closers, pusher.Close)
 		apiOpts = append(apiOpts, api.WithPusher(mtr.Pusher(pusher)))
 		// One limiter for every API route: failures anywhere count together.
 		limiter := mdmhttp.NewAuthFailureLimiter(c.apiFailLimit, c.apiFailWindow)
@@ -254,13 +331,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return mdmhttp.BasicAuthMiddleware(mdmhttp.MethodsMiddleware(h, methods...), mdmhttp.APIUsername, c.apiKey, "nanomdm",
 				mdmhttp.WithAuthFailureLimiter(limiter), mdmhttp.WithAuthLogger(logger.With("handler", "api")))
 		}
-		mux.Handle("/v1/pushcert", auth(api.PushCertHandler(stores, apiOpts...), http.MethodPut, http.MethodGet))
-		mux.Handle("/v1/enqueue/", auth(http.StripPrefix("/v1/enqueue/", api.EnqueueHandler(store, apiOpts...)), http.MethodPut, http.MethodPost))
+		mux.Handle("/v1/pushcert", auth(api.PushCertHandler(store, apiOpts...), http.MethodPut, http.MethodGet))
+		// GET too: the original accepts any method here and a command
+		// translator in use enqueues with GET and a body.
+		mux.Handle("/v1/enqueue/", auth(http.StripPrefix("/v1/enqueue/", api.EnqueueHandler(store, apiOpts...)), http.MethodPut, http.MethodPost, http.MethodGet))
 		mux.Handle("/v1/push/", auth(http.StripPrefix("/v1/push/", api.PushHandler(apiOpts...)), http.MethodGet, http.MethodPost))
 		mux.Handle("/v1/escrowkeyunlock", auth(api.EscrowKeyUnlockHandler(store, api.EscrowKeyUnlockTarget{URL: c.integrations.escrowURL}, apiOpts...), http.MethodPost))
-		mux.Handle("/v1/enrollments", auth(api.EnrollmentsHandler(stores, apiOpts...), http.MethodGet))
-		mux.Handle("/v1/enrollments/{id}/queue", auth(api.QueueHandler(stores, apiOpts...), http.MethodGet, http.MethodDelete))
-		mux.Handle("/v1/commands/{uuid}/results", auth(api.CommandResultsHandler(stores, apiOpts...), http.MethodGet))
+		mux.Handle("/v1/enrollments", auth(api.EnrollmentsHandler(store, apiOpts...), http.MethodGet))
+		mux.Handle("/v1/enrollments/{id}/queue", auth(api.QueueHandler(store, apiOpts...), http.MethodGet, http.MethodDelete))
+		mux.Handle("/v1/commands/{uuid}/results", auth(api.CommandResultsHandler(store, apiOpts...), http.MethodGet))
 		if c.metricsListen == "" {
 			mux.Handle("/metrics", auth(mtr.Handler(), http.MethodGet))
 		}
@@ -275,33 +354,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	}
 
+	return mux, nil
+}
+
+// serve runs the app on ln until ctx is done, then shuts down gracefully.
+func (a *app) serve(ctx context.Context, ln net.Listener) error {
+	c := a.c
 	srv := &http.Server{
-		Handler:           mdmhttp.TraceLoggingMiddleware(mtr.HTTPMiddleware(mdmhttp.NotFoundJSONMiddleware(mux), metrics.MuxRoute(mux)), logger.With("handler", "log")),
+		Handler:           a.handler,
 		ReadHeaderTimeout: c.readHeaderTO,
 		ReadTimeout:       c.readTimeout,
 		WriteTimeout:      c.writeTimeout,
 		IdleTimeout:       c.idleTimeout,
 		MaxHeaderBytes:    c.maxHeaderBytes,
 	}
-	if c.pprofAddr != "" {
-		stop, err := startPprof(c.pprofAddr, logger.With("handler", "pprof"))
-		if err != nil {
-			return fmt.Errorf("serving profiles: %w", err)
-		}
-		defer stop()
-	}
-	if c.metricsListen != "" {
-		stop, err := startMetrics(c.metricsListen, mtr.Handler(), logger.With("handler", "metrics"))
-		if err != nil {
-			return fmt.Errorf("serving metrics: %w", err)
-		}
-		defer stop()
-	}
-	ln, err := net.Listen("tcp", c.listen)
-	if err != nil {
-		return fmt.Errorf("listening: %w", err)
-	}
-	return serve(ctx, srv, ln, c.shutdownTimeout, logger)
+	return serve(ctx, srv, ln, c.shutdownTimeout, a.logger)
 }
 
 // serve runs srv on ln until ctx is done, then shuts down gracefully:

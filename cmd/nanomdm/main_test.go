@@ -17,6 +17,7 @@ import (
 
 	"github.com/nanomdm/nanomdm/mdm"
 	"github.com/nanomdm/nanomdm/mdm/simulator"
+	"github.com/nanomdm/nanomdm/storage"
 )
 
 // syncBuffer is a goroutine-safe bytes.Buffer for server logs.
@@ -47,10 +48,11 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// server is a nanomdm started through run() with real flags.
+// server is a nanomdm started with real flags, as run starts it.
 type server struct {
 	url    string
 	ca     *simulator.CA
+	store  storage.AllStorage // the storage it opened, to look at what it stored
 	logs   *syncBuffer
 	stdout *syncBuffer
 	cancel context.CancelFunc
@@ -59,42 +61,41 @@ type server struct {
 
 const testAPIKey = "test-api-key"
 
-// startServer runs the server with a fresh CA and extra flags, waiting
-// until it answers /version.
+// startServer runs the server with a fresh CA, file storage in a
+// temporary directory and extra flags.
 func startServer(t *testing.T, extra ...string) *server {
 	t.Helper()
-	dir := t.TempDir()
-	ca, err := simulator.NewCA("e2e CA")
+	s, _ := launch(t, launchConfig{storage: []string{"-storage-dsn", filepath.Join(t.TempDir(), "db")}, extra: extra})
+	return s
+}
+
+// serveArgs starts the server of args (without -listen) on a loopback
+// listener of its own and returns once it is serving.
+func serveArgs(t *testing.T, ca *simulator.CA, args []string) *server {
+	t.Helper()
+	s := &server{ca: ca, logs: &syncBuffer{}, stdout: &syncBuffer{}, done: make(chan error, 1)}
+	c, err := parseFlags(append([]string{"nanomdm"}, args...), func(string) string { return "" }, s.logs)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("flags: %v", err)
 	}
-	caPath := filepath.Join(dir, "ca.pem")
-	if err := os.WriteFile(caPath, ca.CertPEM(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	addr := freeAddr(t)
-	args := append([]string{"nanomdm", "-listen", addr, "-ca", caPath, "-api", testAPIKey,
-		"-storage-dsn", filepath.Join(dir, "db")}, extra...)
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &server{url: "http://" + addr, ca: ca, logs: &syncBuffer{}, stdout: &syncBuffer{}, cancel: cancel, done: make(chan error, 1)}
-	go func() { s.done <- run(ctx, args, func(string) string { return "" }, s.stdout, s.logs) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp, err := http.Get(s.url + "/version")
-		if err == nil {
-			resp.Body.Close()
-			break
-		}
-		select {
-		case err := <-s.done:
-			t.Fatalf("server exited: %v\n%s", err, s.logs.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("server did not start: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
+	a, err := newApp(ctx, c, s.stdout, s.logs)
+	if err != nil {
+		cancel()
+		t.Fatalf("building server: %v\n%s", err, s.logs.String())
 	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		cancel()
+		a.close()
+		t.Fatalf("listening: %v", err)
+	}
+	s.url, s.store, s.cancel = "http://"+ln.Addr().String(), a.store, cancel
+	go func() {
+		err := a.serve(ctx, ln)
+		a.close() // as run does: flushes the webhook, closes the storage
+		s.done <- err
+	}()
 	t.Cleanup(func() { s.stop(t) })
 	return s
 }
@@ -235,11 +236,16 @@ func TestEnqueueAnswers(t *testing.T) {
 		t.Errorf("all unknown: have %d, want 500", status)
 	}
 
+	// GET with the plist in the body enqueues, as the original server does
+	// for any method: a command translator in use sends exactly this.
+	get, _ := mdm.NewCommand("answers-get", "ProfileList", nil)
+
 	for _, tc := range []struct {
 		name, method, path, body string
 		auth                     bool
 		want                     int
 	}{
+		{"GET with a body", "GET", "/v1/enqueue/" + d.UDID() + "?nopush=1", string(get.Raw), true, 200},
 		{"no auth", "PUT", "/v1/enqueue/X", "", false, 401},
 		{"wrong method", "DELETE", "/v1/enqueue/X", "", true, 405},
 		{"bad plist", "PUT", "/v1/enqueue/X", "<plist>", true, 400},
@@ -306,6 +312,7 @@ func TestStartupErrors(t *testing.T) {
 		{"unreadable ca", []string{"-ca", filepath.Join(dir, "missing.pem")}, "reading CA file"},
 		{"empty ca", []string{"-ca", empty}, "loading CA"},
 		{"unknown storage", []string{"-ca", empty, "-storage", "bogus", "-disable-mdm", "-api", "k"}, "unknown storage backend"},
+		{"stray argument", []string{"-ca", empty, "-api", "k", "inmem"}, `unexpected argument "inmem"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := run(context.Background(), append([]string{"nanomdm", "-listen", "127.0.0.1:0"}, tc.args...), func(string) string { return "" }, io.Discard, io.Discard)
@@ -320,7 +327,8 @@ func TestStartupErrors(t *testing.T) {
 	}
 }
 
-// TestDump checks that -dump writes requests and the commands answered.
+// TestDump checks that -dump writes requests, also those refused by the
+// identity check, and the commands answered.
 func TestDump(t *testing.T) {
 	s := startServer(t, "-storage", "inmem", "-dump")
 	id, _ := s.ca.Issue("device")
@@ -336,7 +344,18 @@ func TestDump(t *testing.T) {
 	if _, err := d.Channel.Drain(ctx, simulator.Acknowledge, 5); err != nil {
 		t.Fatal(err)
 	}
+	// A device whose identity the server does not trust is refused (400)
+	// before any service: its request is dumped all the same.
+	other, _ := simulator.NewCA("other CA")
+	strangerID, _ := other.Issue("stranger")
+	stranger := simulator.NewDevice(&simulator.Transport{URL: s.url + "/mdm"}, strangerID)
+	if err := stranger.Enroll(ctx); err == nil {
+		t.Fatal("a device of an untrusted CA enrolled")
+	}
 	out := s.stdout.String()
+	if !strings.Contains(out, "<string>"+stranger.UDID()+"</string>") {
+		t.Errorf("dump lacks the refused request of %s", stranger.UDID())
+	}
 	for _, want := range []string{"<string>Authenticate</string>", "<string>TokenUpdate</string>", "<string>Idle</string>", "<string>dump-1</string>", "<string>Acknowledged</string>"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("dump lacks %s", want)

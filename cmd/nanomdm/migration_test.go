@@ -39,7 +39,7 @@ func putMigration(t *testing.T, s *server, method string, raw []byte, auth bool)
 	return resp.StatusCode, body
 }
 
-func encode(t *testing.T, v interface{}) []byte {
+func encode(t *testing.T, v any) []byte {
 	t.Helper()
 	raw, err := mdm.EncodePlist(v)
 	if err != nil {

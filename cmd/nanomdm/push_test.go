@@ -13,7 +13,7 @@ import (
 )
 
 // apiCall sends an API request to s and decodes the JSON answer.
-func apiCall(t *testing.T, s *server, method, path string, body []byte, auth bool) (int, map[string]interface{}) {
+func apiCall(t *testing.T, s *server, method, path string, body []byte, auth bool) (int, map[string]any) {
 	t.Helper()
 	req, err := http.NewRequest(method, s.url+path, bytes.NewReader(body))
 	if err != nil {
@@ -28,7 +28,7 @@ func apiCall(t *testing.T, s *server, method, path string, body []byte, auth boo
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
-	var m map[string]interface{}
+	var m map[string]any
 	if err := json.Unmarshal(raw, &m); err != nil {
 		t.Fatalf("%s %s: answer %q is not JSON: %v", method, path, raw, err)
 	}
@@ -63,7 +63,7 @@ func TestPushRoutesAndFlags(t *testing.T) {
 	dev.Topic = topic
 	dev.Enroll(t, store)
 	code, m := apiCall(t, s, http.MethodPost, "/v1/push/"+dev.ID(), nil, true)
-	st, _ := m["status"].(map[string]interface{})[dev.ID()].(map[string]interface{})
+	st, _ := m["status"].(map[string]any)[dev.ID()].(map[string]any)
 	if code != http.StatusInternalServerError || !strings.Contains(st["push_error"].(string), "certificate") {
 		t.Errorf("push to an untrusted APNs: have %d %v, want 500 with a TLS certificate push_error", code, m)
 	}

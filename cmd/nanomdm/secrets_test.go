@@ -229,7 +229,7 @@ func testNoSecrets(t *testing.T, be backend) {
 
 	// DeclarativeManagement to the failing DM server, the auth proxy to a
 	// failing upstream, an escrow key unlock to a failing service.
-	dev.Channel.Checkin(ctx, map[string]interface{}{"MessageType": "DeclarativeManagement", "UDID": dev.UDID(), "Endpoint": "tokens"})
+	dev.Channel.Checkin(ctx, map[string]any{"MessageType": "DeclarativeManagement", "UDID": dev.UDID(), "Endpoint": "tokens"})
 	if req, err := tr.NewRequest(ctx, dev.Identity, nil, false); err == nil {
 		req.URL, _ = url.Parse(s.url + "/authproxy/anything")
 		req.Method = http.MethodGet
@@ -246,7 +246,7 @@ func testNoSecrets(t *testing.T, be backend) {
 	mdev := simulator.NewDevice(tr, mid)
 	mtu := mdev.Channel.TokenUpdateMessage()
 	mtu.UnlockToken = migratedUnlock
-	for _, m := range []interface{}{mdev.AuthenticateMessage(), mtu} {
+	for _, m := range []any{mdev.AuthenticateMessage(), mtu} {
 		raw, _ := mdm.EncodePlist(m)
 		api(http.MethodPut, "/migration", raw, testAPIKey)
 	}

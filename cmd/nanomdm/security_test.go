@@ -108,15 +108,15 @@ func hostileCheckins(t *testing.T, s *server, tr *simulator.Transport, good *sim
 		t.Fatalf("issuing identity: %v", err)
 	}
 	accepted := 0
-	for _, e := range []map[string]interface{}{
+	for _, e := range []map[string]any{
 		{"UDID": name}, {"UDID": good.UDID(), "UserID": name},
 		{"UDID": good.UDID(), "UserID": mdm.SharediPadUserID, "UserShortName": name},
 		{"EnrollmentID": name}, {"EnrollmentID": "ok-" + name, "EnrollmentUserID": name},
 	} {
 		for _, mt := range []string{"Authenticate", "TokenUpdate", ""} {
-			msg := map[string]interface{}{"Topic": simulator.DefaultTopic, "Token": []byte("token"), "PushMagic": "magic"}
+			msg := map[string]any{"Topic": simulator.DefaultTopic, "Token": []byte("token"), "PushMagic": "magic"}
 			if mt == "" {
-				msg = map[string]interface{}{"Status": "Idle"}
+				msg = map[string]any{"Status": "Idle"}
 			} else {
 				msg["MessageType"] = mt
 			}

@@ -195,7 +195,7 @@ func testUpstreams(t *testing.T, mode string) {
 	itr := &simulator.Transport{URL: s.url + "/mdm", Client: impatient}
 	for _, d := range devs {
 		dm := simulator.NewDeviceWithUDID(itr, d.Identity, d.UDID())
-		_, err := dm.Channel.Checkin(ctx, map[string]interface{}{"MessageType": "DeclarativeManagement", "UDID": d.UDID(), "Endpoint": "tokens"})
+		_, err := dm.Channel.Checkin(ctx, map[string]any{"MessageType": "DeclarativeManagement", "UDID": d.UDID(), "Endpoint": "tokens"})
 		if mode == "refused" && simulator.StatusOf(err) != http.StatusInternalServerError {
 			t.Errorf("DM check-in with the DM server down: have %v, want 500", err)
 		}

@@ -25,11 +25,6 @@ const EscrowKeyUnlockURL = "https://deviceservices-external.apple.com/deviceserv
 // maxEscrowAnswer bounds the answer of the unlock service we pass back.
 const maxEscrowAnswer = 1 << 20
 
-// PushCertRetriever gives the push certificate of a topic.
-type PushCertRetriever interface {
-	RetrievePushCert(ctx context.Context, topic string) (cert *tls.Certificate, staleToken string, err error)
-}
-
 // EscrowKeyUnlockTarget says where and how the unlock service is reached.
 // The zero value means Apple's service, the system roots and a 30 s
 // timeout.
@@ -57,7 +52,7 @@ var (
 // TLS client identity, and answers with the service's status and body.
 // Missing fields are answered 400 naming them; a topic without a push
 // certificate 400; a service that cannot be reached 502.
-func EscrowKeyUnlockHandler(store PushCertRetriever, target EscrowKeyUnlockTarget, opts ...Option) http.Handler {
+func EscrowKeyUnlockHandler(store storage.PushCertRetriever, target EscrowKeyUnlockTarget, opts ...Option) http.Handler {
 	o := newOptions(opts)
 	if target.URL == "" {
 		target.URL = EscrowKeyUnlockURL

@@ -76,7 +76,7 @@ type unlockFixture struct {
 	cert    *tls.Certificate
 }
 
-func newUnlockFixture(t *testing.T, store api.PushCertRetriever) *unlockFixture {
+func newUnlockFixture(t *testing.T, store storage.PushCertRetriever) *unlockFixture {
 	t.Helper()
 	f := &unlockFixture{svc: newUnlockService(t), topic: storagetest.NewTopic()}
 	if store == nil {
@@ -191,6 +191,10 @@ func (f failingCerts) RetrievePushCert(context.Context, string) (*tls.Certificat
 	return nil, "", f.err
 }
 
+func (f failingCerts) IsPushCertStale(context.Context, string, string) (bool, error) {
+	return false, f.err
+}
+
 func TestEscrowKeyUnlockErrors(t *testing.T) {
 	t.Run("unknown topic", func(t *testing.T) {
 		f := newUnlockFixture(t, nil)
@@ -238,7 +242,7 @@ func TestEscrowKeyUnlockErrors(t *testing.T) {
 }
 
 // certOf returns a store holding only f's push certificate.
-func certOf(f *unlockFixture) api.PushCertRetriever { return staticCert{f.topic, f.cert} }
+func certOf(f *unlockFixture) storage.PushCertRetriever { return staticCert{f.topic, f.cert} }
 
 type staticCert struct {
 	topic string
@@ -251,3 +255,5 @@ func (s staticCert) RetrievePushCert(_ context.Context, topic string) (*tls.Cert
 	}
 	return s.cert, "t", nil
 }
+
+func (s staticCert) IsPushCertStale(context.Context, string, string) (bool, error) { return false, nil }

@@ -64,7 +64,7 @@ type pushCert struct {
 }
 
 // invalid wraps a complaint about an upload in ErrInvalidPushCert.
-func invalid(format string, args ...interface{}) error {
+func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: %w", ErrInvalidPushCert, fmt.Errorf(format, args...))
 }
 
@@ -106,7 +106,7 @@ func isEncryptedPEM(b *pem.Block) bool {
 
 // parsePrivateKey parses an unencrypted PKCS #8, PKCS #1 or SEC 1 key.
 func parsePrivateKey(b *pem.Block) (crypto.Signer, error) {
-	var key interface{}
+	var key any
 	var err error
 	switch b.Type {
 	case "RSA PRIVATE KEY":

@@ -29,9 +29,10 @@ type CertVerifier interface {
 }
 
 type options struct {
-	logger     log.Logger
-	bodyLimit  int64
-	certHeader string
+	logger      log.Logger
+	bodyLimit   int64
+	certHeader  string
+	dumpRefused func([]byte)
 }
 
 // Option configures the handlers and middleware of this package.
@@ -46,6 +47,10 @@ func WithBodyLimit(n int64) Option { return func(o *options) { o.bodyLimit = n }
 // WithCertHeader reads the device certificate from the named header
 // (set by a TLS-terminating proxy) instead of Mdm-Signature.
 func WithCertHeader(name string) Option { return func(o *options) { o.certHeader = name } }
+
+// WithDumpRefused hands the body of every request that the identity check
+// refuses to dump (the -dump output): those never reach the services.
+func WithDumpRefused(dump func([]byte)) Option { return func(o *options) { o.dumpRefused = dump } }
 
 func newOptions(opts []Option) *options {
 	o := &options{logger: log.Nop, bodyLimit: DefaultBodyLimit}
@@ -94,6 +99,9 @@ func IdentityMiddleware(next http.Handler, verifier CertVerifier, opts ...Option
 			err = verifier.Verify(cert)
 		}
 		if err != nil {
+			if o.dumpRefused != nil {
+				o.dumpRefused(body)
+			}
 			writeError(w, logger, &identityError{err})
 			return
 		}
@@ -138,7 +146,7 @@ func writeError(w http.ResponseWriter, logger log.Logger, err error) {
 }
 
 // newRequest builds the service request for a decoded message.
-func newRequest(r *http.Request, msg interface{}) (*mdm.Request, error) {
+func newRequest(r *http.Request, msg any) (*mdm.Request, error) {
 	e := mdm.EnrollmentOf(msg)
 	if e == nil {
 		return nil, mdm.ErrInvalidEnrollment
@@ -213,7 +221,7 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64, logger log.Lo
 
 // CheckinHandler handles check-in messages.
 func CheckinHandler(svc service.Checkin, opts ...Option) http.Handler {
-	return handle(newOptions(opts), mdm.DecodeCheckin, func(r *mdm.Request, msg interface{}) ([]byte, error) {
+	return handle(newOptions(opts), mdm.DecodeCheckin, func(r *mdm.Request, msg any) ([]byte, error) {
 		return service.CheckinRequest(svc, r, msg)
 	})
 }

@@ -91,7 +91,7 @@ func (f *fixture) handler(svc service.CheckinAndCommandService, opts ...httpmdm.
 	return httpmdm.IdentityMiddleware(httpmdm.CheckinAndCommandHandler(svc, opts...), f.verifier, opts...)
 }
 
-func encode(t *testing.T, v interface{}) []byte {
+func encode(t *testing.T, v any) []byte {
 	t.Helper()
 	b, err := plist.Marshal(v)
 	if err != nil {

@@ -25,18 +25,18 @@ func New(w io.Writer, debug bool) *Logger {
 }
 
 // Info logs at info level.
-func (l *Logger) Info(keyvals ...interface{}) {
+func (l *Logger) Info(keyvals ...any) {
 	level.Info(l.logger).Log(keyvals...)
 }
 
 // Debug logs at debug level when enabled.
-func (l *Logger) Debug(keyvals ...interface{}) {
+func (l *Logger) Debug(keyvals ...any) {
 	if l.debug {
 		level.Debug(l.logger).Log(keyvals...)
 	}
 }
 
 // With returns a Logger that adds keyvals to every line.
-func (l *Logger) With(keyvals ...interface{}) log.Logger {
+func (l *Logger) With(keyvals ...any) log.Logger {
 	return &Logger{logger: kitlog.With(l.logger, keyvals...), debug: l.debug}
 }

@@ -20,15 +20,15 @@ func (c *Channel) RealisticAcknowledge(cmd *mdm.Command) Report {
 	r := Report{CommandUUID: cmd.CommandUUID, Status: mdm.StatusAcknowledged, RequestType: cmd.Command.RequestType}
 	switch cmd.Command.RequestType {
 	case "DeviceInformation":
-		r.Extra = map[string]interface{}{"QueryResponses": c.deviceInformation()}
+		r.Extra = map[string]any{"QueryResponses": c.deviceInformation()}
 	case "ProfileList":
-		r.Extra = map[string]interface{}{"ProfileList": profileList()}
+		r.Extra = map[string]any{"ProfileList": profileList()}
 	case "SecurityInfo":
-		r.Extra = map[string]interface{}{"SecurityInfo": securityInfo()}
+		r.Extra = map[string]any{"SecurityInfo": securityInfo()}
 	case "InstalledApplicationList":
-		r.Extra = map[string]interface{}{"InstalledApplicationList": installedApplications()}
+		r.Extra = map[string]any{"InstalledApplicationList": installedApplications()}
 	case "CertificateList":
-		r.Extra = map[string]interface{}{"CertificateList": c.certificateList()}
+		r.Extra = map[string]any{"CertificateList": c.certificateList()}
 	}
 	return r
 }
@@ -38,8 +38,8 @@ func (c *Channel) RealisticAcknowledge(cmd *mdm.Command) Report {
 func ErrorAnswer(cmd *mdm.Command) Report {
 	return Report{
 		CommandUUID: cmd.CommandUUID, Status: mdm.StatusError, RequestType: cmd.Command.RequestType,
-		Extra: map[string]interface{}{"ErrorChain": []interface{}{
-			map[string]interface{}{
+		Extra: map[string]any{"ErrorChain": []any{
+			map[string]any{
 				"ErrorCode":            12021,
 				"ErrorDomain":          "MCMDMErrorDomain",
 				"LocalizedDescription": "The device could not perform the request.",
@@ -55,9 +55,9 @@ func NotNowAnswer(cmd *mdm.Command) Report {
 	return Report{CommandUUID: cmd.CommandUUID, Status: mdm.StatusNotNow, RequestType: cmd.Command.RequestType}
 }
 
-func (c *Channel) deviceInformation() map[string]interface{} {
+func (c *Channel) deviceInformation() map[string]any {
 	d := c.Device
-	return map[string]interface{}{
+	return map[string]any{
 		"UDID":                          d.UDID(),
 		"DeviceName":                    "Simulated " + d.Serial,
 		"OSVersion":                     "17.5.1",
@@ -89,7 +89,7 @@ func (c *Channel) deviceInformation() map[string]interface{} {
 		"EASDeviceIdentifier":           "SEC1" + d.Serial + "0000",
 		"WiFiMAC":                       "a4:83:e7:12:34:56",
 		"BluetoothMAC":                  "a4:83:e7:12:34:57",
-		"EthernetMACs":                  []interface{}{},
+		"EthernetMACs":                  []any{},
 		"ICCID":                         "8901 4104 2792 3456 7890",
 		"CurrentCarrierNetwork":         "Carrier",
 		"SubscriberCarrierNetwork":      "Carrier",
@@ -101,7 +101,7 @@ func (c *Channel) deviceInformation() map[string]interface{} {
 		"SupplementalBuildVersion":      "21F90",
 		"SupplementalOSVersionExtra":    "",
 		"TimeZone":                      "America/New_York",
-		"OSUpdateSettings": map[string]interface{}{
+		"OSUpdateSettings": map[string]any{
 			"AutoCheckEnabled":                 true,
 			"AutomaticAppInstallationEnabled":  true,
 			"AutomaticOSInstallationEnabled":   false,
@@ -121,8 +121,8 @@ func (c *Channel) deviceInformation() map[string]interface{} {
 			"AutomaticallyInstallAppUpdates":   true,
 			"AutomaticallyInstallMacOSUpdates": false,
 		},
-		"ServiceSubscriptions": []interface{}{
-			map[string]interface{}{
+		"ServiceSubscriptions": []any{
+			map[string]any{
 				"CarrierSettingsVersion": "57.0", "CurrentCarrierNetwork": "Carrier",
 				"ICCID": "8901 4104 2792 3456 7890", "IMEI": "35 404907 123456 1",
 				"IsDataPreferred": true, "IsRoaming": false, "IsVoicePreferred": true,
@@ -130,18 +130,18 @@ func (c *Channel) deviceInformation() map[string]interface{} {
 				"PhoneNumber": "+1 555 0100", "Slot": "CTSubscriptionSlotOne",
 			},
 		},
-		"MDMOptions": map[string]interface{}{
+		"MDMOptions": map[string]any{
 			"ActivationLockAllowedWhileSupervised":             false,
 			"PromptUserToAllowBootstrapTokenForAuthentication": false,
 		},
 	}
 }
 
-func profileList() []interface{} {
-	var out []interface{}
+func profileList() []any {
+	var out []any
 	for i, name := range []string{"Wi-Fi", "Restrictions", "VPN", "Mail", "Root certificates"} {
 		id := fmt.Sprintf("com.example.profile.%d", i)
-		out = append(out, map[string]interface{}{
+		out = append(out, map[string]any{
 			"HasRemovalPasscode":       false,
 			"IsEncrypted":              false,
 			"IsManaged":                true,
@@ -152,8 +152,8 @@ func profileList() []interface{} {
 			"PayloadRemovalDisallowed": true,
 			"PayloadUUID":              fmt.Sprintf("6E4D3C2B-1A09-4F8E-8D7C-6B5A4938271%d", i),
 			"PayloadVersion":           1,
-			"PayloadContent": []interface{}{
-				map[string]interface{}{
+			"PayloadContent": []any{
+				map[string]any{
 					"PayloadDescription": name + " payload",
 					"PayloadDisplayName": name,
 					"PayloadIdentifier":  id + ".payload",
@@ -165,27 +165,27 @@ func profileList() []interface{} {
 	return out
 }
 
-func securityInfo() map[string]interface{} {
-	return map[string]interface{}{
+func securityInfo() map[string]any {
+	return map[string]any{
 		"HardwareEncryptionCaps":           3,
 		"PasscodeCompliant":                true,
 		"PasscodeCompliantWithProfiles":    true,
 		"PasscodeLockGracePeriodEnforced":  0,
 		"PasscodePresent":                  true,
-		"ManagementStatus":                 map[string]interface{}{"EnrolledViaDEP": true, "IsUserEnrollment": false, "UserApprovedEnrollment": true},
+		"ManagementStatus":                 map[string]any{"EnrolledViaDEP": true, "IsUserEnrollment": false, "UserApprovedEnrollment": true},
 		"FDE_Enabled":                      false,
-		"FirewallSettings":                 map[string]interface{}{"FirewallEnabled": false, "BlockAllIncoming": false, "StealthMode": false},
+		"FirewallSettings":                 map[string]any{"FirewallEnabled": false, "BlockAllIncoming": false, "StealthMode": false},
 		"SystemIntegrityProtectionEnabled": true,
 	}
 }
 
-func installedApplications() []interface{} {
-	var out []interface{}
+func installedApplications() []any {
+	var out []any
 	for i, name := range []string{
 		"Mail", "Calendar", "Slack", "Zoom", "Outlook", "Teams", "Chrome", "Authenticator",
 		"Notion", "Box", "Dropbox", "Webex", "Salesforce", "Workday", "Concur", "Okta Verify",
 	} {
-		out = append(out, map[string]interface{}{
+		out = append(out, map[string]any{
 			"BundleSize":                int64(40_000_000 + i*3_000_000),
 			"DynamicSize":               int64(12_000_000 + i*1_000_000),
 			"Identifier":                fmt.Sprintf("com.example.app%d", i),
@@ -201,13 +201,13 @@ func installedApplications() []interface{} {
 	return out
 }
 
-func (c *Channel) certificateList() []interface{} {
+func (c *Channel) certificateList() []any {
 	var der []byte
 	if id := c.Device.Identity; id != nil && id.Cert != nil {
 		der = id.Cert.Raw
 	}
-	return []interface{}{
-		map[string]interface{}{"CommonName": c.Device.UDID(), "Data": der, "IsIdentity": true},
-		map[string]interface{}{"CommonName": "Example Root CA", "Data": der, "IsIdentity": false},
+	return []any{
+		map[string]any{"CommonName": c.Device.UDID(), "Data": der, "IsIdentity": true},
+		map[string]any{"CommonName": "Example Root CA", "Data": der, "IsIdentity": false},
 	}
 }

@@ -212,7 +212,7 @@ func (c *Channel) ID() string {
 	return id.ID
 }
 
-func (c *Channel) checkin(ctx context.Context, v interface{}) ([]byte, error) {
+func (c *Channel) checkin(ctx context.Context, v any) ([]byte, error) {
 	body, err := plist.Marshal(v)
 	if err != nil {
 		return nil, fmt.Errorf("encoding check-in: %w", err)
@@ -259,7 +259,7 @@ func (c *Channel) TokenUpdate(ctx context.Context) error {
 
 // Checkin sends any check-in message (a struct or map plist-encoded as
 // given) on the channel and returns the answer body.
-func (c *Channel) Checkin(ctx context.Context, msg interface{}) ([]byte, error) {
+func (c *Channel) Checkin(ctx context.Context, msg any) ([]byte, error) {
 	return c.checkin(ctx, msg)
 }
 
@@ -317,7 +317,7 @@ type Report struct {
 	Status      string
 	RequestType string
 	// Extra keys merged into the report (e.g. QueryResponses).
-	Extra map[string]interface{}
+	Extra map[string]any
 }
 
 // Send sends a command report and returns the next command, or nil when
@@ -343,7 +343,7 @@ func (c *Channel) Send(ctx context.Context, r Report) (*mdm.Command, error) {
 
 // ReportBody encodes the report as the plist the channel would send.
 func (c *Channel) ReportBody(r Report) ([]byte, error) {
-	m := map[string]interface{}{"Status": r.Status}
+	m := map[string]any{"Status": r.Status}
 	e := c.Enrollment
 	for k, v := range map[string]string{
 		"UDID": e.UDID, "UserID": e.UserID, "UserShortName": e.UserShortName,
@@ -377,7 +377,7 @@ type Responder func(cmd *mdm.Command) Report
 func Acknowledge(cmd *mdm.Command) Report {
 	r := Report{CommandUUID: cmd.CommandUUID, Status: mdm.StatusAcknowledged, RequestType: cmd.Command.RequestType}
 	if cmd.Command.RequestType == "DeviceInformation" {
-		r.Extra = map[string]interface{}{"QueryResponses": map[string]interface{}{
+		r.Extra = map[string]any{"QueryResponses": map[string]any{
 			"DeviceName": "Simulated", "OSVersion": "17.5", "BuildVersion": "21F79",
 			"ModelName": "iPhone", "Model": "iPhone14,2", "ProductName": "iPhone14,2",
 		}}

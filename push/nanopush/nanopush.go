@@ -31,7 +31,6 @@ import (
 	"time"
 
 	"golang.org/x/net/http/httpproxy"
-	"golang.org/x/net/http2"
 
 	"github.com/nanomdm/nanomdm/mdm"
 	"github.com/nanomdm/nanomdm/push"
@@ -147,7 +146,8 @@ type Provider struct {
 	slots      chan struct{} // one per request in flight
 	proxy      func(*url.URL) (*url.URL, error)
 	dialer     *net.Dialer
-	transport  *http2.Transport
+	tlsConfig  *tls.Config
+	transport  *http.Transport
 	closed     atomic.Bool
 }
 
@@ -209,30 +209,46 @@ func (f *Factory) NewProvider(cert *tls.Certificate) (*Provider, error) {
 		proxy:      c.proxy,
 		dialer:     &net.Dialer{Timeout: c.timeout, KeepAlive: 30 * time.Second},
 	}
-	// The HTTP/2 transport dials one connection per host at a time and
-	// shares it between streams, so a batch starts with one handshake.
-	p.transport = &http2.Transport{
-		TLSClientConfig: &tls.Config{
-			Certificates: []tls.Certificate{*cert},
-			RootCAs:      c.rootCAs,
-			MinVersion:   tls.VersionTLS12,
-		},
+	p.tlsConfig = &tls.Config{
+		Certificates: []tls.Certificate{*cert},
+		RootCAs:      c.rootCAs,
+		MinVersion:   tls.VersionTLS12,
+		NextProtos:   []string{http2Proto},
+	}
+	// HTTP/2 only, on one connection per host shared between streams:
+	// a batch starts with one handshake, not one per request in flight.
+	var protocols http.Protocols
+	protocols.SetHTTP2(true)
+	p.transport = &http.Transport{
+		Protocols:          &protocols,
+		MaxConnsPerHost:    1,
 		DialTLSContext:     p.dialTLS,
 		DisableCompression: true,
-		// Ping a connection that has been silent this long and drop it
-		// when the ping goes unanswered, so a connection that died
-		// without a word (a NAT forgetting it, a crashed peer) is not
-		// reused for ever.
-		ReadIdleTimeout: max(c.timeout, 15*time.Second),
-		PingTimeout:     min(c.timeout, 15*time.Second),
-		IdleConnTimeout: 15 * time.Minute,
+		IdleConnTimeout:    15 * time.Minute,
+		HTTP2: &http.HTTP2Config{
+			// Ping a connection that has been silent this long and drop
+			// it when the ping goes unanswered, so a connection that died
+			// without a word (a NAT forgetting it, a crashed peer) is not
+			// reused for ever.
+			SendPingTimeout: max(c.timeout, 15*time.Second),
+			PingTimeout:     min(c.timeout, 15*time.Second),
+		},
 	}
 	return p, nil
 }
 
+// http2Proto is the ALPN name of HTTP/2 over TLS.
+const http2Proto = "h2"
+
 // dialTLS opens a connection to addr, through the proxy if one applies,
 // and completes a TLS handshake that must agree on HTTP/2.
-func (p *Provider) dialTLS(ctx context.Context, network, addr string, cfg *tls.Config) (net.Conn, error) {
+func (p *Provider) dialTLS(ctx context.Context, network, addr string) (net.Conn, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	cfg := p.tlsConfig.Clone()
+	cfg.ServerName = host
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
 	proxyURL, err := p.proxy(p.base)
@@ -253,9 +269,9 @@ func (p *Provider) dialTLS(ctx context.Context, network, addr string, cfg *tls.C
 		conn.Close()
 		return nil, err
 	}
-	if proto := tc.ConnectionState().NegotiatedProtocol; proto != http2.NextProtoTLS {
+	if proto := tc.ConnectionState().NegotiatedProtocol; proto != http2Proto {
 		tc.Close()
-		return nil, fmt.Errorf("APNs server %s negotiated protocol %q, want %q", addr, proto, http2.NextProtoTLS)
+		return nil, fmt.Errorf("APNs server %s negotiated protocol %q, want %q", addr, proto, http2Proto)
 	}
 	return tc, nil
 }

@@ -29,10 +29,7 @@ type Provider interface {
 // and the push certificates of topics.
 type Store interface {
 	storage.PushStore
-	// RetrievePushCert is storage.PushCertStore.RetrievePushCert.
-	RetrievePushCert(ctx context.Context, topic string) (cert *tls.Certificate, staleToken string, err error)
-	// IsPushCertStale is storage.PushCertStore.IsPushCertStale.
-	IsPushCertStale(ctx context.Context, topic string, staleToken string) (bool, error)
+	storage.PushCertRetriever
 }
 
 // Option configures a Service.

@@ -185,7 +185,7 @@ func (f *fakeFactory) providers() []*fakeProvider {
 
 // wantResults fails the test unless each ID has the wanted apns-id or an
 // error wrapping the wanted error.
-func wantResults(t *testing.T, have map[string]*push.Response, want map[string]interface{}) {
+func wantResults(t *testing.T, have map[string]*push.Response, want map[string]any) {
 	t.Helper()
 	if len(have) != len(want) {
 		t.Errorf("results: have %d, want %d", len(have), len(want))
@@ -245,7 +245,7 @@ func TestPushGroupsByTopicAndKeepsEveryResult(t *testing.T) {
 	id := func(cert *tls.Certificate, id string) string {
 		return fmt.Sprintf("%d:%s", serial[cert], tokenOf(store, id))
 	}
-	wantResults(t, res, map[string]interface{}{
+	wantResults(t, res, map[string]any{
 		"unknown-id": push.ErrNoPushInfo,
 		idsA[0]:      id(certA, idsA[0]),
 		idsA[1]:      errBad,
@@ -268,7 +268,7 @@ func TestPushInfoMissingFields(t *testing.T) {
 	if err != nil {
 		t.Fatalf("push: %v", err)
 	}
-	wantResults(t, res, map[string]interface{}{
+	wantResults(t, res, map[string]any{
 		"no-token": push.ErrNoPushInfo, "no-magic": push.ErrNoPushInfo, "no-topic": push.ErrNoPushInfo,
 	})
 	if n := len(f.providers()); n != 0 {
@@ -321,7 +321,7 @@ func TestCertChangeRebuildsProvider(t *testing.T) {
 	if !provs[0].closed.Load() {
 		t.Errorf("replaced provider not closed")
 	}
-	want := map[string]interface{}{}
+	want := map[string]any{}
 	for _, id := range ids {
 		want[id] = "2:" + tokenOf(store, id)
 	}
@@ -388,7 +388,7 @@ func TestStorageErrors(t *testing.T) {
 	if err != nil {
 		t.Fatalf("push with failing factory: %v", err)
 	}
-	wantResults(t, res, map[string]interface{}{ids[0]: errDown, ids[1]: errDown})
+	wantResults(t, res, map[string]any{ids[0]: errDown, ids[1]: errDown})
 	f.err = nil
 
 	if _, err := svc.Push(context.Background(), ids); err != nil {
@@ -396,7 +396,7 @@ func TestStorageErrors(t *testing.T) {
 	}
 	store.staleErr = errDown
 	res, _ = svc.Push(context.Background(), ids)
-	wantResults(t, res, map[string]interface{}{ids[0]: errDown, ids[1]: errDown})
+	wantResults(t, res, map[string]any{ids[0]: errDown, ids[1]: errDown})
 }
 
 func TestConcurrentPushesAndRenewals(t *testing.T) {

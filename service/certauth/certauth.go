@@ -7,7 +7,6 @@ package certauth
 import (
 	"errors"
 	"fmt"
-	"sync"
 
 	"github.com/nanomdm/nanomdm/cryptoutil"
 	"github.com/nanomdm/nanomdm/log"
@@ -35,12 +34,6 @@ type CertAuth struct {
 	store  storage.CertAuthStore
 	logger log.Logger
 	retro  bool
-
-	// assocMu serialises the check-then-associate step, so that two
-	// concurrent first requests cannot bind one certificate to two
-	// enrollments. Associations are rare (enrollment, renewal, first
-	// request after migration); the common path takes no lock.
-	assocMu sync.Mutex
 }
 
 // Option configures CertAuth.
@@ -86,14 +79,6 @@ func (c *CertAuth) check(r *mdm.Request, authenticate bool) error {
 		return c.refuse(r, hash, ErrNotAssociated)
 	}
 
-	c.assocMu.Lock()
-	defer c.assocMu.Unlock()
-	// Another request may have bound it while we waited for the lock.
-	if ok, err = c.store.IsCertHashAssociated(r, hash); err != nil {
-		return fmt.Errorf("checking association: %w", err)
-	} else if ok {
-		return nil
-	}
 	if !authenticate {
 		has, err := c.store.EnrollmentHasCertHash(r, hash)
 		if err != nil {
@@ -103,14 +88,11 @@ func (c *CertAuth) check(r *mdm.Request, authenticate bool) error {
 			return c.refuse(r, hash, ErrNotAssociated)
 		}
 	}
-	used, err := c.store.HasCertHash(r, hash)
-	if err != nil {
-		return fmt.Errorf("checking certificate use: %w", err)
-	}
-	if used {
+	// The storage refuses, atomically for every server sharing it, a
+	// hash bound to another enrollment.
+	if err := c.store.AssociateCertHash(r, hash, r.Certificate.NotAfter); errors.Is(err, storage.ErrCertHashTaken) {
 		return c.refuse(r, hash, ErrCertReused)
-	}
-	if err := c.store.AssociateCertHash(r, hash, r.Certificate.NotAfter); err != nil {
+	} else if err != nil {
 		return fmt.Errorf("associating certificate: %w", err)
 	}
 	msg := "certificate associated"

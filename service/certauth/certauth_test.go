@@ -14,6 +14,7 @@ import (
 	"github.com/nanomdm/nanomdm/mdm"
 	"github.com/nanomdm/nanomdm/mdm/simulator"
 	"github.com/nanomdm/nanomdm/service"
+	"github.com/nanomdm/nanomdm/storage"
 )
 
 // fakeStore is a CertAuthStore over a map, keyed by device-channel ID as
@@ -35,12 +36,8 @@ func deviceID(r *mdm.Request) string {
 
 func (s *fakeStore) HasCertHash(_ *mdm.Request, hash string) (bool, error) {
 	s.mu.Lock()
-	used, err := len(s.owners[hash]) > 0, s.err
-	s.mu.Unlock()
-	// A real store answers over the network: leave other requests time
-	// to run between this answer and the association that may follow.
-	time.Sleep(time.Millisecond)
-	return used, err
+	defer s.mu.Unlock()
+	return len(s.owners[hash]) > 0, s.err
 }
 
 func (s *fakeStore) EnrollmentHasCertHash(r *mdm.Request, _ string) (bool, error) {
@@ -65,6 +62,11 @@ func (s *fakeStore) AssociateCertHash(r *mdm.Request, hash string, _ time.Time) 
 	defer s.mu.Unlock()
 	if s.err != nil {
 		return s.err
+	}
+	for id := range s.owners[hash] {
+		if id != deviceID(r) {
+			return storage.ErrCertHashTaken
+		}
 	}
 	if s.owners[hash] == nil {
 		s.owners[hash] = map[string]bool{}
@@ -361,7 +363,8 @@ func TestStoreErrors(t *testing.T) {
 }
 
 // TestConcurrentAuthenticate sends one unused certificate in Authenticates
-// for many devices at once: exactly one may win it.
+// for many devices at once: exactly one may win it (the storage decides,
+// as AssociateCertHash is atomic), the others are refused ErrCertReused.
 func TestConcurrentAuthenticate(t *testing.T) {
 	const devices = 16
 	for round, cert := range certs(t, 10) {

@@ -6,7 +6,9 @@
 // message's Endpoint (so "https://dm.example.com/api/" and endpoint
 // "tokens" give ".../api/tokens"). A message without Data is sent as GET,
 // one with Data as PUT of the data (application/json). The enrollment ID
-// travels in X-Enrollment-ID. A 200 answer's body is the device's answer;
+// travels in X-Enrollment-ID, the channel type's name (mdm.EnrollType) in
+// X-Enrollment-Type, and a user channel's device ID in
+// X-Enrollment-ParentID, as current NanoMDM releases send them. A 200 answer's body is the device's answer;
 // any other status reaches the device as it is, with the DM server's body
 // only. Optionally requests are signed and answers verified with
 // X-Hmac-Signature: base64(HMAC-SHA256(body)).
@@ -38,8 +40,10 @@ const (
 
 // Header names.
 const (
-	EnrollmentIDHeader = "X-Enrollment-ID"
-	SignatureHeader    = "X-Hmac-Signature"
+	EnrollmentIDHeader       = "X-Enrollment-ID"
+	EnrollmentTypeHeader     = "X-Enrollment-Type"
+	EnrollmentParentIDHeader = "X-Enrollment-ParentID"
+	SignatureHeader          = "X-Hmac-Signature"
 )
 
 var (
@@ -157,6 +161,10 @@ func (f *Forwarder) DeclarativeManagement(r *mdm.Request, msg *mdm.DeclarativeMa
 	}
 	if r.EnrollID != nil {
 		req.Header.Set(EnrollmentIDHeader, r.EnrollID.ID)
+		req.Header.Set(EnrollmentTypeHeader, r.EnrollID.Type.String())
+		if r.EnrollID.Type.IsUserChannel() && r.EnrollID.ParentID != "" {
+			req.Header.Set(EnrollmentParentIDHeader, r.EnrollID.ParentID)
+		}
 	}
 	if len(f.sendKey) > 0 {
 		req.Header.Set(SignatureHeader, Sign(f.sendKey, body))

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -28,20 +29,20 @@ import (
 type lineLogger struct {
 	mu     *sync.Mutex
 	lines  *[]string
-	fields []interface{}
+	fields []any
 }
 
 func newLineLogger() *lineLogger { return &lineLogger{mu: &sync.Mutex{}, lines: new([]string)} }
 
-func (l *lineLogger) Info(kv ...interface{})  { l.add(kv) }
-func (l *lineLogger) Debug(kv ...interface{}) { l.add(kv) }
-func (l *lineLogger) With(kv ...interface{}) log.Logger {
-	return &lineLogger{mu: l.mu, lines: l.lines, fields: append(append([]interface{}{}, l.fields...), kv...)}
+func (l *lineLogger) Info(kv ...any)  { l.add(kv) }
+func (l *lineLogger) Debug(kv ...any) { l.add(kv) }
+func (l *lineLogger) With(kv ...any) log.Logger {
+	return &lineLogger{mu: l.mu, lines: l.lines, fields: append(append([]any{}, l.fields...), kv...)}
 }
-func (l *lineLogger) add(kv []interface{}) {
+func (l *lineLogger) add(kv []any) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	*l.lines = append(*l.lines, fmt.Sprint(append(append([]interface{}{}, l.fields...), kv...)...))
+	*l.lines = append(*l.lines, fmt.Sprint(append(append([]any{}, l.fields...), kv...)...))
 }
 func (l *lineLogger) all() []string {
 	l.mu.Lock()
@@ -137,6 +138,7 @@ type dmServer struct {
 type seenRequest struct {
 	method, path, contentType, enrollmentID, signature string
 	body                                               []byte
+	header                                             http.Header
 }
 
 func newDMServer(t *testing.T) *dmServer {
@@ -148,6 +150,7 @@ func newDMServer(t *testing.T) *dmServer {
 		s.requests = append(s.requests, seenRequest{
 			method: r.Method, path: r.URL.Path, contentType: r.Header.Get("Content-Type"),
 			enrollmentID: r.Header.Get(EnrollmentIDHeader), signature: r.Header.Get(SignatureHeader), body: b,
+			header: r.Header.Clone(),
 		})
 		status, body, key, bad := s.status, s.body, s.sigKey, s.badSig
 		s.mu.Unlock()
@@ -285,6 +288,45 @@ func TestForward(t *testing.T) {
 	}
 }
 
+// TestEnrollmentHeaders checks the headers that tell the DM server which
+// channel asks: the ID and type always, the parent only for user channels.
+func TestEnrollmentHeaders(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		id         *mdm.EnrollID
+		wantType   string
+		wantParent []string // nil: header absent
+	}{
+		{"device", &mdm.EnrollID{ID: "UDID-1", Type: mdm.Device}, "Device", nil},
+		{"user", &mdm.EnrollID{ID: "UDID-1:USER-1", ParentID: "UDID-1", Type: mdm.User}, "User", []string{"UDID-1"}},
+		{"user enrollment device", &mdm.EnrollID{ID: "EID-1", Type: mdm.UserEnrollmentDevice}, "User Enrollment (Device)", nil},
+		{"user enrollment", &mdm.EnrollID{ID: "EID-1:USER-1", ParentID: "EID-1", Type: mdm.UserEnrollment}, "User Enrollment", []string{"EID-1"}},
+		{"shared ipad", &mdm.EnrollID{ID: "UDID-1:short", ParentID: "UDID-1", Type: mdm.SharediPad}, "Shared iPad", []string{"UDID-1"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := newDMServer(t)
+			f, err := New(srv.URL + "/dm/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := &mdm.Request{Context: context.Background(), EnrollID: tc.id}
+			if _, err := f.DeclarativeManagement(r, dmMessage("tokens", nil)); err != nil {
+				t.Fatal(err)
+			}
+			h := srv.last(t).header
+			if have := h.Values(EnrollmentIDHeader); len(have) != 1 || have[0] != tc.id.ID {
+				t.Errorf("%s: have %q, want %q", EnrollmentIDHeader, have, tc.id.ID)
+			}
+			if have := h.Values(EnrollmentTypeHeader); len(have) != 1 || have[0] != tc.wantType {
+				t.Errorf("%s: have %q, want %q", EnrollmentTypeHeader, have, tc.wantType)
+			}
+			if have := h.Values(EnrollmentParentIDHeader); !slices.Equal(have, tc.wantParent) {
+				t.Errorf("%s: have %q, want %q", EnrollmentParentIDHeader, have, tc.wantParent)
+			}
+		})
+	}
+}
+
 func TestAnswerTooLarge(t *testing.T) {
 	srv := newDMServer(t)
 	srv.body = bytes.Repeat([]byte("x"), 101)
@@ -334,7 +376,7 @@ func TestThroughHandlers(t *testing.T) {
 	dev := simulator.NewDevice(&simulator.Transport{URL: mdmSrv.URL}, id)
 
 	send := func(endpoint string, data []byte) ([]byte, error) {
-		m := map[string]interface{}{"MessageType": "DeclarativeManagement", "UDID": dev.UDID(), "Endpoint": endpoint}
+		m := map[string]any{"MessageType": "DeclarativeManagement", "UDID": dev.UDID(), "Endpoint": endpoint}
 		if data != nil {
 			m["Data"] = data
 		}

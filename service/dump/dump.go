@@ -25,7 +25,10 @@ func New(next service.CheckinAndCommandService, w io.Writer) *Service {
 	return &Service{next: next, w: w}
 }
 
-func (s *Service) dump(b []byte) {
+// Dump writes b, ending it with a newline, unless it is empty. It is safe
+// for concurrent use and serves requests refused before they reach the
+// service (see the WithDumpRefused option of http/mdm).
+func (s *Service) Dump(b []byte) {
 	if len(b) == 0 {
 		return
 	}
@@ -39,43 +42,43 @@ func (s *Service) dump(b []byte) {
 
 // Authenticate implements service.Checkin.
 func (s *Service) Authenticate(r *mdm.Request, m *mdm.Authenticate) error {
-	s.dump(m.Raw)
+	s.Dump(m.Raw)
 	return s.next.Authenticate(r, m)
 }
 
 // TokenUpdate implements service.Checkin.
 func (s *Service) TokenUpdate(r *mdm.Request, m *mdm.TokenUpdate) error {
-	s.dump(m.Raw)
+	s.Dump(m.Raw)
 	return s.next.TokenUpdate(r, m)
 }
 
 // CheckOut implements service.Checkin.
 func (s *Service) CheckOut(r *mdm.Request, m *mdm.CheckOut) error {
-	s.dump(m.Raw)
+	s.Dump(m.Raw)
 	return s.next.CheckOut(r, m)
 }
 
 // UserAuthenticate implements service.Checkin.
 func (s *Service) UserAuthenticate(r *mdm.Request, m *mdm.UserAuthenticate) ([]byte, error) {
-	s.dump(m.Raw)
+	s.Dump(m.Raw)
 	b, err := s.next.UserAuthenticate(r, m)
-	s.dump(b)
+	s.Dump(b)
 	return b, err
 }
 
 // SetBootstrapToken implements service.Checkin.
 func (s *Service) SetBootstrapToken(r *mdm.Request, m *mdm.SetBootstrapToken) error {
-	s.dump(m.Raw)
+	s.Dump(m.Raw)
 	return s.next.SetBootstrapToken(r, m)
 }
 
 // GetBootstrapToken implements service.Checkin.
 func (s *Service) GetBootstrapToken(r *mdm.Request, m *mdm.GetBootstrapToken) (*mdm.BootstrapToken, error) {
-	s.dump(m.Raw)
+	s.Dump(m.Raw)
 	t, err := s.next.GetBootstrapToken(r, m)
 	if err == nil && t != nil {
 		if b, encErr := mdm.EncodePlist(t); encErr == nil {
-			s.dump(b)
+			s.Dump(b)
 		}
 	}
 	return t, err
@@ -83,24 +86,24 @@ func (s *Service) GetBootstrapToken(r *mdm.Request, m *mdm.GetBootstrapToken) (*
 
 // DeclarativeManagement implements service.Checkin.
 func (s *Service) DeclarativeManagement(r *mdm.Request, m *mdm.DeclarativeManagement) ([]byte, error) {
-	s.dump(m.Raw)
+	s.Dump(m.Raw)
 	b, err := s.next.DeclarativeManagement(r, m)
-	s.dump(b)
+	s.Dump(b)
 	// A DM server's non-200 answer reaches the device too.
 	var se *service.StatusError
 	if errors.As(err, &se) {
-		s.dump(se.Body)
+		s.Dump(se.Body)
 	}
 	return b, err
 }
 
 // GetToken implements service.Checkin.
 func (s *Service) GetToken(r *mdm.Request, m *mdm.GetToken) (*mdm.GetTokenResponse, error) {
-	s.dump(m.Raw)
+	s.Dump(m.Raw)
 	t, err := s.next.GetToken(r, m)
 	if err == nil && t != nil {
 		if b, encErr := mdm.EncodePlist(t); encErr == nil {
-			s.dump(b)
+			s.Dump(b)
 		}
 	}
 	return t, err
@@ -108,10 +111,10 @@ func (s *Service) GetToken(r *mdm.Request, m *mdm.GetToken) (*mdm.GetTokenRespon
 
 // CommandAndReportResults implements service.CommandAndReportResults.
 func (s *Service) CommandAndReportResults(r *mdm.Request, res *mdm.CommandResults) (*mdm.Command, error) {
-	s.dump(res.Raw)
+	s.Dump(res.Raw)
 	cmd, err := s.next.CommandAndReportResults(r, res)
 	if cmd != nil {
-		s.dump(cmd.Raw)
+		s.Dump(cmd.Raw)
 	}
 	return cmd, err
 }

@@ -43,9 +43,9 @@ func (a *answering) CommandAndReportResults(*mdm.Request, *mdm.CommandResults) (
 	return a.cmd, a.err
 }
 
-func checkin(t *testing.T, messageType string) interface{} {
+func checkin(t *testing.T, messageType string) any {
 	t.Helper()
-	m := map[string]interface{}{"MessageType": messageType, "UDID": "DUMP-1", "Topic": "com.apple.mgmt.x"}
+	m := map[string]any{"MessageType": messageType, "UDID": "DUMP-1", "Topic": "com.apple.mgmt.x"}
 	switch messageType {
 	case mdm.MessageTokenUpdate:
 		m["Token"], m["PushMagic"] = []byte("t"), "m"
@@ -75,7 +75,7 @@ func TestDump(t *testing.T) {
 
 	for _, tc := range []struct {
 		name   string
-		msg    interface{}
+		msg    any
 		next   *answering
 		answer []byte // expected answer in the dump after the request; nil = none
 	}{

@@ -133,7 +133,7 @@ func TestUserAuthenticate(t *testing.T) {
 				t.Fatalf("first UserAuthenticate: have status %d, want %d", have, tc.firstCode)
 			}
 			if tc.firstCode == http.StatusOK {
-				var challenge map[string]interface{}
+				var challenge map[string]any
 				if err := plist.Unmarshal(body, &challenge); err != nil {
 					t.Fatalf("decoding digest challenge %q: %v", body, err)
 				}

@@ -30,7 +30,7 @@ func FuzzEvent(f *testing.F) {
 	}
 	f.Add([]byte("bplist00\xd1\x01\x02VStatusTIdle\x08\x0b\x12\x00\x00\x00\x00\x00\x00\x01\x01\x00\x00\x00\x00\x00\x00\x00\x03\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x17"), false)
 	f.Fuzz(func(t *testing.T, raw []byte, checkin bool) {
-		var msg interface{}
+		var msg any
 		var err error
 		if checkin {
 			msg, err = mdm.DecodeCheckin(raw)

@@ -23,9 +23,9 @@ var traceIDPattern = regexp.MustCompile(`^[0-9a-f]{16}$`)
 // volatile are the event fields that differ on every run.
 var volatile = []string{"created_at", "event_id"}
 
-func decodeObject(t *testing.T, what string, b []byte) map[string]interface{} {
+func decodeObject(t *testing.T, what string, b []byte) map[string]any {
 	t.Helper()
-	var m map[string]interface{}
+	var m map[string]any
 	if err := json.Unmarshal(b, &m); err != nil {
 		t.Fatalf("decoding %s: %v\n%s", what, err, b)
 	}

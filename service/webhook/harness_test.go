@@ -26,23 +26,23 @@ import (
 // logRecorder is a log.Logger that keeps every line as text.
 type logRecorder struct {
 	lines  *[]string
-	fields []interface{}
+	fields []any
 }
 
 func newLogRecorder() *logRecorder { return &logRecorder{lines: new([]string)} }
 
-func (l *logRecorder) Info(kv ...interface{})  { l.add(kv) }
-func (l *logRecorder) Debug(kv ...interface{}) { l.add(kv) }
-func (l *logRecorder) With(kv ...interface{}) log.Logger {
-	f := append(append([]interface{}{}, l.fields...), kv...)
+func (l *logRecorder) Info(kv ...any)  { l.add(kv) }
+func (l *logRecorder) Debug(kv ...any) { l.add(kv) }
+func (l *logRecorder) With(kv ...any) log.Logger {
+	f := append(append([]any{}, l.fields...), kv...)
 	return &logRecorder{lines: l.lines, fields: f}
 }
 
 // recorderMu guards every recorder's shared lines slice.
 var recorderMu sync.Mutex
 
-func (l *logRecorder) add(kv []interface{}) {
-	all := append(append([]interface{}{}, l.fields...), kv...)
+func (l *logRecorder) add(kv []any) {
+	all := append(append([]any{}, l.fields...), kv...)
 	var b strings.Builder
 	for i := 0; i+1 < len(all); i += 2 {
 		fmt.Fprintf(&b, "%v=%v ", all[i], all[i+1])

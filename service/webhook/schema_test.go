@@ -87,7 +87,7 @@ func loadSchema(t testing.TB, path string) *jsonSchema {
 func (root *jsonSchema) validateJSON(doc []byte) []error {
 	d := json.NewDecoder(bytes.NewReader(doc))
 	d.UseNumber()
-	var v interface{}
+	var v any
 	if err := d.Decode(&v); err != nil {
 		return []error{fmt.Errorf("decoding document: %w", err)}
 	}
@@ -105,19 +105,19 @@ func (root *jsonSchema) resolve(s *jsonSchema) (*jsonSchema, error) {
 	return s, nil
 }
 
-func (root *jsonSchema) validate(path string, s *jsonSchema, v interface{}) []error {
+func (root *jsonSchema) validate(path string, s *jsonSchema, v any) []error {
 	s, err := root.resolve(s)
 	if err != nil {
 		return []error{fmt.Errorf("%s: %w", path, err)}
 	}
 	var errs []error
-	fail := func(format string, args ...interface{}) {
+	fail := func(format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", path, fmt.Sprintf(format, args...)))
 	}
 	switch s.Type {
 	case "":
 	case "object":
-		if _, ok := v.(map[string]interface{}); !ok {
+		if _, ok := v.(map[string]any); !ok {
 			fail("want object, have %T", v)
 			return errs
 		}
@@ -160,7 +160,7 @@ func (root *jsonSchema) validate(path string, s *jsonSchema, v interface{}) []er
 			}
 		}
 	}
-	obj, ok := v.(map[string]interface{})
+	obj, ok := v.(map[string]any)
 	if !ok {
 		return errs
 	}

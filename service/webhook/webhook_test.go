@@ -167,9 +167,9 @@ func TestDeviceLife(t *testing.T) {
 }
 
 // checkinPlist encodes a check-in message for the channel keys e.
-func checkinPlist(t *testing.T, messageType string, e map[string]interface{}) []byte {
+func checkinPlist(t *testing.T, messageType string, e map[string]any) []byte {
 	t.Helper()
-	m := map[string]interface{}{"MessageType": messageType, "Topic": simulator.DefaultTopic}
+	m := map[string]any{"MessageType": messageType, "Topic": simulator.DefaultTopic}
 	for k, v := range e {
 		m[k] = v
 	}
@@ -200,16 +200,16 @@ func TestEvents(t *testing.T) {
 
 	channels := []struct {
 		name    string
-		keys    map[string]interface{}
+		keys    map[string]any
 		ids     IDs
 		udid    string
 		enrolID string
 	}{
-		{"device", map[string]interface{}{"UDID": "U1"}, IDs{ID: "U1", Type: "Device"}, "U1", ""},
-		{"user", map[string]interface{}{"UDID": "U1", "UserID": "UID"}, IDs{ID: "U1:UID", ParentID: "U1", Type: "User"}, "U1", ""},
-		{"shared iPad", map[string]interface{}{"UDID": "U1", "UserID": mdm.SharediPadUserID, "UserShortName": "kim"}, IDs{ID: "U1:kim", ParentID: "U1", Type: "Shared iPad"}, "U1", ""},
-		{"user enrollment device", map[string]interface{}{"EnrollmentID": "E1"}, IDs{ID: "E1", Type: "User Enrollment (Device)"}, "", "E1"},
-		{"user enrollment", map[string]interface{}{"EnrollmentID": "E1", "EnrollmentUserID": "EU"}, IDs{ID: "E1:EU", ParentID: "E1", Type: "User Enrollment"}, "", "E1"},
+		{"device", map[string]any{"UDID": "U1"}, IDs{ID: "U1", Type: "Device"}, "U1", ""},
+		{"user", map[string]any{"UDID": "U1", "UserID": "UID"}, IDs{ID: "U1:UID", ParentID: "U1", Type: "User"}, "U1", ""},
+		{"shared iPad", map[string]any{"UDID": "U1", "UserID": mdm.SharediPadUserID, "UserShortName": "kim"}, IDs{ID: "U1:kim", ParentID: "U1", Type: "Shared iPad"}, "U1", ""},
+		{"user enrollment device", map[string]any{"EnrollmentID": "E1"}, IDs{ID: "E1", Type: "User Enrollment (Device)"}, "", "E1"},
+		{"user enrollment", map[string]any{"EnrollmentID": "E1", "EnrollmentUserID": "EU"}, IDs{ID: "E1:EU", ParentID: "E1", Type: "User Enrollment"}, "", "E1"},
 	}
 	types := []string{
 		mdm.MessageAuthenticate, mdm.MessageTokenUpdate, mdm.MessageCheckOut,
@@ -225,10 +225,10 @@ func TestEvents(t *testing.T) {
 				if mt == mdm.MessageCheckOut {
 					params = map[string]string{"a": "1"}
 				}
-				var msg interface{}
+				var msg any
 				var err error
 				if mt == "report" {
-					keys := map[string]interface{}{"Status": "Error", "CommandUUID": "C1"}
+					keys := map[string]any{"Status": "Error", "CommandUUID": "C1"}
 					for k, v := range ch.keys {
 						keys[k] = v
 					}
@@ -295,7 +295,7 @@ func TestEvents(t *testing.T) {
 				if !bytes.Equal(raw, mdm.RawOf(msg)) {
 					t.Errorf("raw_payload differs from the message bytes")
 				}
-				var generic map[string]map[string]interface{}
+				var generic map[string]map[string]any
 				json.Unmarshal(d.body, &generic)
 				for _, sub := range generic {
 					if _, ok := sub["url_params"]; ok && len(params) == 0 {
@@ -320,7 +320,7 @@ func TestTallyError(t *testing.T) {
 	rc := newReceiver(t, nil)
 	w := New(rc.srv.URL, failingTally{})
 	t.Cleanup(func() { w.Close(context.Background()) })
-	msg, err := mdm.DecodeCheckin(checkinPlist(t, mdm.MessageTokenUpdate, map[string]interface{}{"UDID": "U2"}))
+	msg, err := mdm.DecodeCheckin(checkinPlist(t, mdm.MessageTokenUpdate, map[string]any{"UDID": "U2"}))
 	if err != nil {
 		t.Fatal(err)
 	}

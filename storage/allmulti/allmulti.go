@@ -200,15 +200,19 @@ func (s *Storage) IsCertHashAssociated(r *mdm.Request, hash string) (bool, error
 	return s.stores[0].IsCertHashAssociated(r, hash)
 }
 
-// AssociateCertHash implements storage.CertAuthStore.
+// AssociateCertHash implements storage.CertAuthStore. The first backend
+// decides: a hash it refuses is not written to the others.
 func (s *Storage) AssociateCertHash(r *mdm.Request, hash string, certNotAfter time.Time) error {
-	return s.all(requestContext(r), "AssociateCertHash", func(o storage.AllStorage) error {
-		return o.AssociateCertHash(r, hash, certNotAfter)
-	})
+	call := func(o storage.AllStorage) error { return o.AssociateCertHash(r, hash, certNotAfter) }
+	if err := call(s.stores[0]); err != nil {
+		return err
+	}
+	s.others(requestContext(r), "AssociateCertHash", call)
+	return nil
 }
 
 // RetrieveMigrationCheckins implements storage.MigrationStore (first
 // backend only).
-func (s *Storage) RetrieveMigrationCheckins(ctx context.Context, c chan<- interface{}) error {
+func (s *Storage) RetrieveMigrationCheckins(ctx context.Context, c chan<- any) error {
 	return s.stores[0].RetrieveMigrationCheckins(ctx, c)
 }

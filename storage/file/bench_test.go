@@ -5,7 +5,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/nanomdm/nanomdm/storage/storagetest"
+	"github.com/nanomdm/nanomdm/storage/storagetest/handlerbench"
 )
 
 // BenchmarkHandlerRoundTrip is one report→next-command request through the
@@ -17,7 +17,7 @@ func BenchmarkHandlerRoundTrip(b *testing.B) {
 	if err != nil {
 		b.Fatalf("opening storage: %v", err)
 	}
-	storagetest.BenchmarkHandlerRoundTrip(b, s)
+	handlerbench.RoundTrip(b, s)
 }
 
 // BenchmarkEnqueue100k is one /v1/enqueue call naming 100,000 enrolled
@@ -30,7 +30,7 @@ func BenchmarkEnqueue100k(b *testing.B) {
 	if err != nil {
 		b.Fatalf("opening storage: %v", err)
 	}
-	storagetest.BenchmarkEnqueueMany(b, s, 100_000, func(ids []string) {
+	handlerbench.EnqueueMany(b, s, 100_000, func(ids []string) {
 		var wg sync.WaitGroup
 		const workers = 4
 		for w := 0; w < workers; w++ {

@@ -194,12 +194,22 @@ func (s *Storage) AssociateCertHash(r *mdm.Request, hash string, certNotAfter ti
 		return err
 	}
 	deviceID := filepath.Base(filepath.Dir(assoc))
-	notAfter := []byte(certNotAfter.UTC().Format(time.RFC3339) + "\n")
-	if err := s.writeInDir(assoc, notAfter); err != nil {
+	// The hash's stripe lock makes check and write one step (the
+	// directory belongs to one process).
+	defer s.lock(certHashesDir + "/" + hash)()
+	mine, err := exists(assoc)
+	if err != nil {
 		return fmt.Errorf("associating certificate hash: %w", err)
 	}
 	owner, err := readFile(marker)
 	if err != nil {
+		return fmt.Errorf("associating certificate hash: %w", err)
+	}
+	if owner != nil && !mine {
+		return fmt.Errorf("%w: %s", storage.ErrCertHashTaken, hash)
+	}
+	notAfter := []byte(certNotAfter.UTC().Format(time.RFC3339) + "\n")
+	if err := s.writeInDir(assoc, notAfter); err != nil {
 		return fmt.Errorf("associating certificate hash: %w", err)
 	}
 	if o := string(bytes.TrimSpace(owner)); o != "" && o <= deviceID {

@@ -242,7 +242,7 @@ func (s *Storage) RetrieveBootstrapToken(r *mdm.Request, _ *mdm.GetBootstrapToke
 // RetrieveMigrationCheckins implements storage.MigrationStore. Devices
 // come in ID order, each followed by its users in ID order; disabled
 // channels and devices that never sent a TokenUpdate are left out.
-func (s *Storage) RetrieveMigrationCheckins(ctx context.Context, out chan<- interface{}) error {
+func (s *Storage) RetrieveMigrationCheckins(ctx context.Context, out chan<- any) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}

@@ -255,7 +255,7 @@ func TestLeftoverTempFiles(t *testing.T) {
 	if has, err := s.EnrollmentHasCertHash(dev.Request(), ""); has || err != nil {
 		t.Errorf("EnrollmentHasCertHash with only a temporary file: have %v, %v; want false", has, err)
 	}
-	ch := make(chan interface{}, 10)
+	ch := make(chan any, 10)
 	if err := s.RetrieveMigrationCheckins(context.Background(), ch); err != nil {
 		t.Fatalf("migration: %v", err)
 	}

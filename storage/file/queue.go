@@ -306,6 +306,7 @@ func (s *Storage) EnqueueCommand(ctx context.Context, ids []string, cmd *mdm.Com
 	}
 	entry := queueEntry{uuid: cmd.CommandUUID, requestType: cmd.Command.RequestType}
 	var errs map[string]error
+	enqueued := 0
 	for _, id := range ids {
 		err := ctx.Err()
 		if err == nil {
@@ -316,6 +317,13 @@ func (s *Storage) EnqueueCommand(ctx context.Context, ids []string, cmd *mdm.Com
 				errs = map[string]error{}
 			}
 			errs[id] = err
+			continue
+		}
+		enqueued++
+	}
+	if enqueued == 0 { // nothing enqueued: nothing kept
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("removing command enqueued nowhere: %w", err)
 		}
 	}
 	return errs, nil

@@ -3,7 +3,7 @@ package inmem
 import (
 	"testing"
 
-	"github.com/nanomdm/nanomdm/storage/storagetest"
+	"github.com/nanomdm/nanomdm/storage/storagetest/handlerbench"
 )
 
 // BenchmarkHandlerRoundTrip is one report→next-command request through the
@@ -11,7 +11,7 @@ import (
 //
 //	go test -run '^$' -bench HandlerRoundTrip ./storage/inmem/
 func BenchmarkHandlerRoundTrip(b *testing.B) {
-	storagetest.BenchmarkHandlerRoundTrip(b, New())
+	handlerbench.RoundTrip(b, New())
 }
 
 // BenchmarkEnqueue100k is one /v1/enqueue call naming 100,000 enrolled
@@ -19,5 +19,5 @@ func BenchmarkHandlerRoundTrip(b *testing.B) {
 //
 //	go test -run '^$' -bench Enqueue100k -benchtime 3x ./storage/inmem/
 func BenchmarkEnqueue100k(b *testing.B) {
-	storagetest.BenchmarkEnqueueMany(b, New(), 100_000, nil)
+	handlerbench.EnqueueMany(b, New(), 100_000, nil)
 }

@@ -322,6 +322,7 @@ func (s *Storage) EnqueueCommand(ctx context.Context, ids []string, cmd *mdm.Com
 
 	var errs map[string]error
 	now := time.Now()
+	enqueued := 0
 	for _, id := range ids {
 		e := s.enrollments[id]
 		err := mdm.ValidateEnrollmentID(id)
@@ -334,6 +335,7 @@ func (s *Storage) EnqueueCommand(ctx context.Context, ids []string, cmd *mdm.Com
 		default:
 			s.seq++
 			e.queue = append(e.queue, &queued{uuid: cmd.CommandUUID, seq: s.seq, at: now})
+			enqueued++
 		}
 		if err != nil {
 			if errs == nil {
@@ -341,6 +343,9 @@ func (s *Storage) EnqueueCommand(ctx context.Context, ids []string, cmd *mdm.Com
 			}
 			errs[id] = err
 		}
+	}
+	if enqueued == 0 {
+		delete(s.commands, cmd.CommandUUID) // nothing enqueued: nothing kept
 	}
 	return errs, nil
 }
@@ -477,6 +482,11 @@ func (s *Storage) AssociateCertHash(r *mdm.Request, hash string, certNotAfter ti
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	for owner := range s.hashOwners[hash] {
+		if owner != deviceID {
+			return fmt.Errorf("%w: %s", storage.ErrCertHashTaken, hash)
+		}
+	}
 	if s.certHashes[deviceID] == nil {
 		s.certHashes[deviceID] = map[string]time.Time{}
 	}
@@ -507,7 +517,7 @@ func (s *Storage) RetrieveEnrollmentIDByCertHash(_ context.Context, hash string)
 // RetrieveMigrationCheckins implements storage.MigrationStore. Devices
 // come in ID order, each followed by its users in ID order; disabled
 // channels and devices that never sent a TokenUpdate are left out.
-func (s *Storage) RetrieveMigrationCheckins(ctx context.Context, c chan<- interface{}) error {
+func (s *Storage) RetrieveMigrationCheckins(ctx context.Context, c chan<- any) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}

@@ -152,9 +152,3 @@ func (s *Storage) RetrieveCommandResults(ctx context.Context, uuid, after string
 	}
 	return out, nil
 }
-
-var (
-	_ storage.InspectionStore   = (*Storage)(nil)
-	_ storage.CertAuthRetriever = (*Storage)(nil)
-	_ storage.Pinger            = (*Storage)(nil)
-)

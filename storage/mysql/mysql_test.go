@@ -115,7 +115,7 @@ func TestLargeCommand(t *testing.T) {
 	dev.Enroll(t, s)
 	big := func(size int) *mdm.Command {
 		payload := bytes.Repeat([]byte{0x00, 0xff, 'x', '\''}, size/4)
-		cmd, err := mdm.NewCommand(storagetest.RandomUUID(), "InstallProfile", map[string]interface{}{"Payload": payload})
+		cmd, err := mdm.NewCommand(storagetest.RandomUUID(), "InstallProfile", map[string]any{"Payload": payload})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -184,6 +184,10 @@ INSERT INTO nano_cert_auth_associations (id, sha256, cert_not_after)
 VALUES (:id, :sha256, :not_after)
 ON DUPLICATE KEY UPDATE cert_not_after = VALUES(cert_not_after)`,
 
+	CertHashTaken:  `SELECT 1 FROM nano_cert_auth_associations WHERE sha256 = :sha256 AND id <> :id LIMIT 1`,
+	LockCertHash:   `SELECT GET_LOCK(CONCAT('nanomdm.cert.', SHA1(CONCAT(DATABASE(), ':', :sha256))), 60)`,
+	UnlockCertHash: `SELECT RELEASE_LOCK(CONCAT('nanomdm.cert.', SHA1(CONCAT(DATABASE(), ':', :sha256))))`,
+
 	SelectMigration: `
 SELECT d.id, 0, d.id, d.authenticate
 FROM nano_devices d JOIN nano_enrollments e ON e.id = d.id

@@ -195,6 +195,10 @@ ON CONFLICT (id, sha256) DO UPDATE SET
     cert_not_after = EXCLUDED.cert_not_after,
     updated_at     = now()`,
 
+	CertHashTaken:  `SELECT 1 FROM cert_auth_associations WHERE sha256 = :sha256 AND id <> :id LIMIT 1`,
+	LockCertHash:   `SELECT 1 FROM pg_advisory_lock(740661, hashtext(:sha256))`,
+	UnlockCertHash: `SELECT pg_advisory_unlock(740661, hashtext(:sha256))`,
+
 	SelectMigration: `
 SELECT d.id, 0, d.id, d.authenticate
 FROM devices d JOIN enrollments e ON e.id = d.id

@@ -9,11 +9,11 @@ import (
 
 // EncodeBinaryPlist encodes v as a binary property list ("bplist00"), the
 // form some devices send. It knows just enough of the format for test
-// messages: dictionaries with string keys (map[string]interface{}), arrays
-// ([]interface{}), strings,
+// messages: dictionaries with string keys (map[string]any), arrays
+// ([]any), strings,
 // data ([]byte), booleans and integers. Devices' binary messages are never
 // valid UTF-8, which makes them a good probe of byte-for-byte storage.
-func EncodeBinaryPlist(v interface{}) ([]byte, error) {
+func EncodeBinaryPlist(v any) ([]byte, error) {
 	var e bplistEncoder
 	if _, err := e.add(v); err != nil {
 		return nil, err
@@ -27,7 +27,7 @@ type bplistEncoder struct {
 	objects [][]byte
 }
 
-func (e *bplistEncoder) add(v interface{}) (int, error) {
+func (e *bplistEncoder) add(v any) (int, error) {
 	idx := len(e.objects)
 	e.objects = append(e.objects, nil)
 	if idx > 0xFFFF {
@@ -35,7 +35,7 @@ func (e *bplistEncoder) add(v interface{}) (int, error) {
 	}
 	var obj []byte
 	switch v := v.(type) {
-	case map[string]interface{}:
+	case map[string]any:
 		keys := make([]string, 0, len(v))
 		for k := range v {
 			keys = append(keys, k)
@@ -60,7 +60,7 @@ func (e *bplistEncoder) add(v interface{}) (int, error) {
 		for _, ref := range refs {
 			obj = binary.BigEndian.AppendUint16(obj, uint16(ref))
 		}
-	case []interface{}:
+	case []any:
 		refs := make([]int, 0, len(v))
 		for i, elem := range v {
 			ref, err := e.add(elem)

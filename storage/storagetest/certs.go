@@ -8,9 +8,9 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -71,7 +71,7 @@ func testPushCert(t *testing.T, s storage.AllStorage) {
 // topics are looked for.
 func testPushCertTopics(t *testing.T, s storage.AllStorage) {
 	ctx := context.Background()
-	lister := role[storage.PushCertLister](t, s)
+	lister := s
 	a, b := NewTopic(), NewTopic()
 	before, err := lister.RetrievePushCertTopics(ctx)
 	if err != nil {
@@ -146,14 +146,10 @@ func wantPushCert(t *testing.T, s storage.PushCertStore, topic string, pemCert [
 	return cert, token
 }
 
-func randomHash() string {
-	return hex.EncodeToString(randomBytes(32))
-}
-
 func testCertAuth(t *testing.T, s storage.AllStorage) {
 	dev, other := NewDevice(t), NewDevice(t)
 	user := dev.NewUser(t)
-	h1, h2 := randomHash(), randomHash()
+	h1, h2 := NewCertHash(), NewCertHash()
 	notAfter := time.Now().Add(365 * 24 * time.Hour)
 
 	check := func(what string, have bool, err error, want bool) {
@@ -204,6 +200,53 @@ func testCertAuth(t *testing.T, s storage.AllStorage) {
 	check("EnrollmentHasCertHash of another device", has, err, false)
 	has, err = s.IsCertHashAssociated(other.Request(), h1)
 	check("IsCertHashAssociated with another device", has, err, false)
-	has, err = s.HasCertHash(other.Request(), randomHash())
+	has, err = s.HasCertHash(other.Request(), NewCertHash())
 	check("HasCertHash of unknown hash", has, err, false)
+
+	// A hash of one device is refused for another, which stays unbound.
+	if err := s.AssociateCertHash(other.Request(), h1, notAfter); !errors.Is(err, storage.ErrCertHashTaken) {
+		t.Errorf("associating another device's hash: have %v, want %v", err, storage.ErrCertHashTaken)
+	}
+	has, err = s.EnrollmentHasCertHash(other.Request(), h1)
+	check("EnrollmentHasCertHash after a refused association", has, err, false)
+}
+
+// testCertAuthRace has devices race to bind one new hash: exactly one
+// wins, every other gets ErrCertHashTaken and stays unbound.
+func testCertAuthRace(t *testing.T, s storage.AllStorage) {
+	const racers = 8
+	hash := NewCertHash()
+	devs := make([]*Channel, racers)
+	for i := range devs {
+		devs[i] = NewDevice(t)
+	}
+	errs := make([]error, racers)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i, d := range devs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			errs[i] = s.AssociateCertHash(d.Request(), hash, time.Now().Add(time.Hour))
+		}()
+	}
+	close(start)
+	wg.Wait()
+	won := 0
+	for i, err := range errs {
+		bound, berr := s.IsCertHashAssociated(devs[i].Request(), hash)
+		switch {
+		case berr != nil:
+			t.Fatalf("IsCertHashAssociated: %v", berr)
+		case err == nil && bound:
+			won++
+		case errors.Is(err, storage.ErrCertHashTaken) && !bound:
+		default:
+			t.Errorf("racer %d: have error %v and bound %v; want nil and bound, or %v and unbound", i, err, bound, storage.ErrCertHashTaken)
+		}
+	}
+	if won != 1 {
+		t.Errorf("%d devices bound one hash, want exactly 1", won)
+	}
 }

@@ -147,8 +147,8 @@ func (c *Channel) Request() *mdm.Request {
 }
 
 // keys returns the channel keys as plist dictionary entries.
-func (c *Channel) keys(messageType string) map[string]interface{} {
-	m := map[string]interface{}{}
+func (c *Channel) keys(messageType string) map[string]any {
+	m := map[string]any{}
 	if messageType != "" {
 		m["MessageType"] = messageType
 	}
@@ -169,7 +169,7 @@ func (c *Channel) keys(messageType string) map[string]interface{} {
 }
 
 // encode turns a plist dictionary into raw bytes, XML or binary.
-func (c *Channel) encode(t testing.TB, m map[string]interface{}) []byte {
+func (c *Channel) encode(t testing.TB, m map[string]any) []byte {
 	t.Helper()
 	var raw []byte
 	var err error
@@ -184,7 +184,7 @@ func (c *Channel) encode(t testing.TB, m map[string]interface{}) []byte {
 	return raw
 }
 
-func (c *Channel) checkin(t testing.TB, m map[string]interface{}) interface{} {
+func (c *Channel) checkin(t testing.TB, m map[string]any) any {
 	t.Helper()
 	msg, err := mdm.DecodeCheckin(c.encode(t, m))
 	if err != nil {
@@ -264,7 +264,7 @@ func (c *Channel) Report(t testing.TB, status, commandUUID string) *mdm.CommandR
 		m["CommandUUID"] = commandUUID
 	}
 	if status == mdm.StatusError {
-		m["ErrorChain"] = []interface{}{map[string]interface{}{
+		m["ErrorChain"] = []any{map[string]any{
 			"ErrorCode":            12021,
 			"ErrorDomain":          "MCMDMErrorDomain",
 			"LocalizedDescription": "Test failure",
@@ -314,9 +314,9 @@ func NewCommand(t testing.TB, requestType string) *mdm.Command {
 func NewBinaryCommand(t testing.TB, requestType string) *mdm.Command {
 	t.Helper()
 	uuid := RandomUUID()
-	raw, err := EncodeBinaryPlist(map[string]interface{}{
+	raw, err := EncodeBinaryPlist(map[string]any{
 		"CommandUUID": uuid,
-		"Command": map[string]interface{}{
+		"Command": map[string]any{
 			"RequestType": requestType,
 			"Payload":     append([]byte{0xff, 0xfe, 0x00}, randomBytes(64)...),
 		},

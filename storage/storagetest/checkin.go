@@ -258,7 +258,7 @@ func testMigration(t *testing.T, s storage.AllStorage) {
 	// The migration stops when its context ends.
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := s.RetrieveMigrationCheckins(ctx, make(chan interface{})); err == nil {
+	if err := s.RetrieveMigrationCheckins(ctx, make(chan any)); err == nil {
 		t.Error("migration with a cancelled context and no reader: have no error, want the context error")
 	}
 }

@@ -2,5 +2,5 @@
 
 package storagetest
 
-// cpuTime is not measured on this platform.
-func cpuTime() int64 { return 0 }
+// CPUTime is not measured on this platform.
+func CPUTime() int64 { return 0 }

@@ -4,9 +4,9 @@ package storagetest
 
 import "syscall"
 
-// cpuTime returns the user plus system CPU time of the process so far, in
+// CPUTime returns the user plus system CPU time of the process so far, in
 // nanoseconds, or 0 if it cannot be read.
-func cpuTime() int64 {
+func CPUTime() int64 {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		return 0

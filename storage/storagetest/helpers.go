@@ -111,7 +111,7 @@ func migration(t *testing.T, s storage.MigrationStore, chans ...*Channel) []migr
 	for _, c := range chans {
 		ours[c.ID()] = true
 	}
-	ch := make(chan interface{})
+	ch := make(chan any)
 	done := make(chan error, 1)
 	go func() {
 		done <- s.RetrieveMigrationCheckins(context.Background(), ch)

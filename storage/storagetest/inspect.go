@@ -18,18 +18,7 @@ import (
 
 // The cases of this file cover the roles operators and the auth proxy
 // read through: storage.CertAuthRetriever, storage.Pinger and
-// storage.InspectionStore. Every backend implements them.
-
-// role returns s as R or fails the test.
-func role[R any](t *testing.T, s storage.AllStorage) R {
-	t.Helper()
-	r, ok := s.(R)
-	if !ok {
-		var zero *R
-		t.Fatalf("%T does not implement %T", s, zero)
-	}
-	return r
-}
+// storage.InspectionStore, roles of storage.AllStorage.
 
 // NewCertHash returns a random hash shaped like cryptoutil.CertHash.
 func NewCertHash() string {
@@ -40,7 +29,7 @@ func NewCertHash() string {
 
 func testCertHashOwner(t *testing.T, s storage.AllStorage) {
 	ctx := context.Background()
-	finder := role[storage.CertAuthRetriever](t, s)
+	finder := s
 
 	dev := NewDevice(t)
 	dev.Enroll(t, s)
@@ -70,25 +59,25 @@ func testCertHashOwner(t *testing.T, s storage.AllStorage) {
 		}
 	}
 
-	// A hash shared by two devices (never done by certauth) answers the
-	// smaller ID, whichever was associated first.
+	// A hash bound to one device is refused for another and stays with
+	// the first.
 	shared := NewCertHash()
 	a, b := NewDevice(t), NewDevice(t)
 	a.Enroll(t, s)
 	b.Enroll(t, s)
-	for _, d := range []*Channel{a, b} {
-		if err := s.AssociateCertHash(d.Request(), shared, time.Now().Add(time.Hour)); err != nil {
-			t.Fatalf("associate shared hash: %v", err)
-		}
+	if err := s.AssociateCertHash(a.Request(), shared, time.Now().Add(time.Hour)); err != nil {
+		t.Fatalf("associate hash: %v", err)
 	}
-	want := min(a.ID(), b.ID())
-	if have, err := finder.RetrieveEnrollmentIDByCertHash(ctx, shared); err != nil || have != want {
-		t.Errorf("enrollment of shared hash: have %q, %v; want the smaller ID %q", have, err, want)
+	if err := s.AssociateCertHash(b.Request(), shared, time.Now().Add(time.Hour)); !errors.Is(err, storage.ErrCertHashTaken) {
+		t.Errorf("associate a bound hash with another device: have %v, want %v", err, storage.ErrCertHashTaken)
+	}
+	if have, err := finder.RetrieveEnrollmentIDByCertHash(ctx, shared); err != nil || have != a.ID() {
+		t.Errorf("enrollment of refused hash: have %q, %v; want the first device %q", have, err, a.ID())
 	}
 }
 
 func testPing(t *testing.T, s storage.AllStorage) {
-	if err := role[storage.Pinger](t, s).Ping(context.Background()); err != nil {
+	if err := s.Ping(context.Background()); err != nil {
 		t.Errorf("ping: %v", err)
 	}
 }
@@ -130,7 +119,7 @@ func pause() { time.Sleep(20 * time.Millisecond) }
 
 func testListEnrollments(t *testing.T, s storage.AllStorage) {
 	ctx := context.Background()
-	lister := role[storage.EnrollmentLister](t, s)
+	lister := s
 	list := func(q storage.EnrollmentQuery) []storage.Enrollment {
 		t.Helper()
 		have, err := lister.RetrieveEnrollments(ctx, &q)
@@ -267,7 +256,7 @@ func wantQueue(t *testing.T, what string, have []storage.QueuedCommand, want []*
 
 func testListQueue(t *testing.T, s storage.AllStorage) {
 	ctx := context.Background()
-	lister := role[storage.QueueLister](t, s)
+	lister := s
 	queue := func(c *Channel, cursor string, limit int) []storage.QueuedCommand {
 		t.Helper()
 		have, err := lister.RetrieveQueue(ctx, c.ID(), cursor, limit)
@@ -368,7 +357,7 @@ type wantResult struct {
 
 func testCommandResults(t *testing.T, s storage.AllStorage, discards bool) {
 	ctx := context.Background()
-	lister := role[storage.CommandResultLister](t, s)
+	lister := s
 	results := func(uuid, after string, limit int, statusOnly bool) []storage.CommandResult {
 		t.Helper()
 		have, err := lister.RetrieveCommandResults(ctx, uuid, after, limit, statusOnly)

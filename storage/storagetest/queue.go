@@ -40,6 +40,24 @@ func testEnqueueToUnknownEnrollment(t *testing.T, s storage.AllStorage) {
 	WantNext(t, s, authOnly, false, nil)
 }
 
+// testNothingEnqueuedStoresNothing enqueues a command that no ID takes:
+// its CommandUUID stays free, and the same command then reaches a device.
+func testNothingEnqueuedStoresNothing(t *testing.T, s storage.AllStorage) {
+	dev := NewDevice(t)
+	dev.Enroll(t, s)
+	cmd := NewCommand(t, "ProfileList")
+	for _, ids := range [][]string{{RandomUUID(), RandomUUID()}, nil} {
+		errs, err := s.EnqueueCommand(context.Background(), ids, cmd)
+		if err != nil || len(errs) != len(ids) {
+			t.Fatalf("enqueue to %q: have %v, %v; want one per-ID error each", ids, errs, err)
+		}
+	}
+	if errs, err := s.EnqueueCommand(context.Background(), []string{dev.ID()}, cmd); err != nil || errs != nil {
+		t.Fatalf("enqueue again after nothing was enqueued: have %v, %v; want success", errs, err)
+	}
+	WantNext(t, s, dev, false, cmd)
+}
+
 func testFIFO(t *testing.T, s storage.AllStorage) {
 	dev := NewDevice(t)
 	dev.Enroll(t, s)

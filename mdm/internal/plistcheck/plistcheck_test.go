@@ -179,7 +179,7 @@ func TestBinaryRoundTrip(t *testing.T) {
 		t.Errorf("round trip:\nhave %#v\nwant %#v", res.m, want)
 	}
 	if !reflect.DeepEqual(res.any, any(want)) {
-		t.Errorf("round trip into interface{}:\nhave %#v\nwant %#v", res.any, want)
+		t.Errorf("round trip into any:\nhave %#v\nwant %#v", res.any, want)
 	}
 }
 

@@ -142,7 +142,7 @@ func (s *Server) Pushes() []Push {
 func (s *Server) Count() int { return int(s.count.Load()) }
 
 // reject fails the test and answers like APNs does to a bad request.
-func (s *Server) reject(w http.ResponseWriter, status int, reason, format string, args ...interface{}) {
+func (s *Server) reject(w http.ResponseWriter, status int, reason, format string, args ...any) {
 	s.t.Errorf("apnstest: "+format, args...)
 	writeReason(w, status, reason)
 }
@@ -150,7 +150,7 @@ func (s *Server) reject(w http.ResponseWriter, status int, reason, format string
 func writeReason(w http.ResponseWriter, status int, reason string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	body := map[string]interface{}{"reason": reason}
+	body := map[string]any{"reason": reason}
 	if status == http.StatusGone {
 		body["timestamp"] = time.Now().UnixMilli()
 	}
@@ -197,7 +197,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return // the client went away
 	}
-	var payload map[string]interface{}
+	var payload map[string]any
 	if err := json.Unmarshal(body, &payload); err != nil || len(body) > 4096 {
 		s.reject(w, http.StatusBadRequest, "BadPayload", "body %q is not a JSON object of at most 4 KiB", body)
 		return

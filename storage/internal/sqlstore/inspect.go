@@ -2,6 +2,8 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql/driver"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -13,9 +15,17 @@ import (
 	"github.com/nanomdm/nanomdm/storage"
 )
 
-// Ping implements storage.Pinger.
+// Ping implements storage.Pinger. database/sql does not retry a ping that
+// fails with driver.ErrBadConn: it only discards that pooled connection.
+// After the database comes back every idle connection may be dead, so the
+// ping is retried until one is live or a new one is opened (at most once
+// per idle connection, plus one).
 func (s *Store) Ping(ctx context.Context) error {
-	if err := s.db.PingContext(ctx); err != nil {
+	err := s.db.PingContext(ctx)
+	for tries := s.db.Stats().Idle + 1; errors.Is(err, driver.ErrBadConn) && tries > 0; tries-- {
+		err = s.db.PingContext(ctx)
+	}
+	if err != nil {
 		return fmt.Errorf("%s: pinging database: %w", s.d.Name, err)
 	}
 	return nil
@@ -212,9 +222,3 @@ func (s *Store) RetrieveCommandResults(ctx context.Context, uuid, after string, 
 	}
 	return out, nil
 }
-
-var (
-	_ storage.InspectionStore   = (*Store)(nil)
-	_ storage.CertAuthRetriever = (*Store)(nil)
-	_ storage.Pinger            = (*Store)(nil)
-)

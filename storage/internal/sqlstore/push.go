@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
+	"database/sql"
+	"database/sql/driver"
 	"encoding/hex"
 	"fmt"
 	"slices"
@@ -167,7 +169,10 @@ func (s *Store) exists(ctx context.Context, q string, args Args) (bool, error) {
 	return found, nil
 }
 
-// AssociateCertHash implements storage.CertAuthStore.
+// AssociateCertHash implements storage.CertAuthStore. The look for
+// another owner and the insert run on one connection holding a database
+// lock on the hash, so servers sharing the database never bind one hash
+// to two enrollments.
 func (s *Store) AssociateCertHash(r *mdm.Request, hash string, certNotAfter time.Time) error {
 	ctx, _, deviceID, err := requestIDs(r)
 	if err != nil {
@@ -177,10 +182,18 @@ func (s *Store) AssociateCertHash(r *mdm.Request, hash string, certNotAfter time
 	if !certNotAfter.IsZero() {
 		notAfter = certNotAfter.UTC()
 	}
-	_, err = s.execRetry(ctx, "associate cert hash", s.d.Queries.AssociateCertHash, Args{
-		"id":        deviceID,
-		"sha256":    hash,
-		"not_after": notAfter,
+	args := Args{"id": deviceID, "sha256": hash, "not_after": notAfter}
+	err = s.withCertHashLock(ctx, hash, func(conn *sql.Conn) error {
+		var one int
+		taken, err := s.scanOne(ctx, conn, s.d.Queries.CertHashTaken, args, &one)
+		if err != nil {
+			return err
+		}
+		if taken {
+			return fmt.Errorf("%w: %s", storage.ErrCertHashTaken, hash)
+		}
+		_, err = s.exec(ctx, conn, s.d.Queries.AssociateCertHash, args)
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("associating certificate hash with %s: %w", deviceID, err)
@@ -188,9 +201,31 @@ func (s *Store) AssociateCertHash(r *mdm.Request, hash string, certNotAfter time
 	return nil
 }
 
+// withCertHashLock runs fn on a connection that holds the lock on hash.
+// A connection whose unlock fails is closed rather than pooled, which
+// releases the lock.
+func (s *Store) withCertHashLock(ctx context.Context, hash string, fn func(*sql.Conn) error) error {
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	var locked int
+	if _, err := s.scanOne(ctx, conn, s.d.Queries.LockCertHash, Args{"sha256": hash}, &locked); err != nil || locked != 1 {
+		return fmt.Errorf("locking certificate hash (result %d): %w", locked, err)
+	}
+	defer func() {
+		if _, err := s.exec(context.WithoutCancel(ctx), conn, s.d.Queries.UnlockCertHash, Args{"sha256": hash}); err != nil {
+			s.logger.Info("msg", "unlocking certificate hash", "err", err)
+			conn.Raw(func(any) error { return driver.ErrBadConn })
+		}
+	}()
+	return fn(conn)
+}
+
 // RetrieveMigrationCheckins implements storage.MigrationStore. It streams
 // one query; the caller's channel paces it.
-func (s *Store) RetrieveMigrationCheckins(ctx context.Context, c chan<- interface{}) error {
+func (s *Store) RetrieveMigrationCheckins(ctx context.Context, c chan<- any) error {
 	rows, err := s.query(ctx, s.db, s.d.Queries.SelectMigration, Args{})
 	if err != nil {
 		return fmt.Errorf("retrieving migration check-ins: %w", err)

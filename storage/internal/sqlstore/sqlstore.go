@@ -169,6 +169,15 @@ type Queries struct {
 	// AssociateCertHash associates :sha256 (valid until :not_after) with
 	// :id; associating again is not an error.
 	AssociateCertHash string
+	// CertHashTaken returns a row when :sha256 is associated with an id
+	// other than :id.
+	CertHashTaken string
+	// LockCertHash and UnlockCertHash take and release a session lock on
+	// :sha256 that serialises associating it between servers sharing
+	// the database. LockCertHash returns one row whose first column is 1
+	// on success.
+	LockCertHash   string
+	UnlockCertHash string
 
 	// SelectMigration returns device_id, kind, id, raw for every enabled
 	// device with both an Authenticate and a TokenUpdate: kind 0 is its
@@ -241,7 +250,7 @@ func (q *Queries) hotQueries() []string {
 	return []string{
 		q.Touch, q.ReportDone, q.ReportDoneResult, q.ReportNotNow, q.ReportNotNowResult,
 		q.ReportDelete, q.ReportDeleteTouch, q.NextCommand, q.NextCommandSkipNotNow,
-		q.HasCertHash, q.EnrollmentHasCertHash, q.IsCertHashAssociated, q.AssociateCertHash,
+		q.HasCertHash, q.EnrollmentHasCertHash, q.IsCertHashAssociated,
 		q.UpsertAuthenticate, q.UpsertDeviceTokenUpdate, q.UpsertUserTokenUpdate, q.UpsertEnrollment, q.SelectTally,
 	}
 }

@@ -99,7 +99,7 @@ func Enqueue(ctx context.Context, client *http.Client, baseURL string, cmd *mdm.
 type Recorder struct {
 	mu     *sync.Mutex
 	lines  *[]string
-	fields []interface{}
+	fields []any
 }
 
 // NewRecorder returns an empty Recorder.
@@ -107,8 +107,8 @@ func NewRecorder() *Recorder {
 	return &Recorder{mu: &sync.Mutex{}, lines: new([]string)}
 }
 
-func (r *Recorder) add(level string, keyvals []interface{}) {
-	kv := append(append([]interface{}{"level", level}, r.fields...), keyvals...)
+func (r *Recorder) add(level string, keyvals []any) {
+	kv := append(append([]any{"level", level}, r.fields...), keyvals...)
 	var b strings.Builder
 	for i := 0; i+1 < len(kv); i += 2 {
 		if i > 0 {
@@ -122,15 +122,15 @@ func (r *Recorder) add(level string, keyvals []interface{}) {
 }
 
 // Info implements log.Logger.
-func (r *Recorder) Info(keyvals ...interface{}) { r.add("info", keyvals) }
+func (r *Recorder) Info(keyvals ...any) { r.add("info", keyvals) }
 
 // Debug implements log.Logger.
-func (r *Recorder) Debug(keyvals ...interface{}) { r.add("debug", keyvals) }
+func (r *Recorder) Debug(keyvals ...any) { r.add("debug", keyvals) }
 
 // With implements log.Logger.
-func (r *Recorder) With(keyvals ...interface{}) log.Logger {
+func (r *Recorder) With(keyvals ...any) log.Logger {
 	c := *r
-	c.fields = append(append([]interface{}(nil), r.fields...), keyvals...)
+	c.fields = append(append([]any(nil), r.fields...), keyvals...)
 	return &c
 }
 

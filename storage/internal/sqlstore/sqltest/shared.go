@@ -5,6 +5,7 @@ import (
 
 	"github.com/nanomdm/nanomdm/storage/internal/sqlstore"
 	"github.com/nanomdm/nanomdm/storage/storagetest"
+	"github.com/nanomdm/nanomdm/storage/storagetest/handlerbench"
 )
 
 // bothModes are the storage options of the two queue modes: results
@@ -14,7 +15,8 @@ var bothModes = []string{"", "delete=1"}
 // RunShared runs, as subtests, every SQL test that takes nothing of a
 // backend but b and its dialect d: the contract suite in both queue
 // modes, the schema, round trips, pool, large enqueue, scaling and
-// deadlock retries.
+// deadlock retries, readiness after dropped connections, and one
+// certificate bound once by two instances.
 func RunShared(t *testing.T, b *Backend, d *sqlstore.Dialect) {
 	t.Run("Contract", func(t *testing.T) { RunContract(t, b, "") })
 	t.Run("ContractDelete", func(t *testing.T) { RunContract(t, b, "delete=1") })
@@ -32,6 +34,8 @@ func RunShared(t *testing.T, b *Backend, d *sqlstore.Dialect) {
 		}
 	})
 	t.Run("DeadlockRetryable", func(t *testing.T) { TestDeadlockRetryable(t, b, d) })
+	t.Run("ReadyAfterDrop", func(t *testing.T) { TestReadyAfterDrop(t, b) })
+	t.Run("CertBindingAcrossInstances", func(t *testing.T) { TestCertBindingAcrossInstances(t, b) })
 }
 
 // BenchmarkHandlerRoundTrip is one report→next-command request through the
@@ -40,7 +44,7 @@ func RunShared(t *testing.T, b *Backend, d *sqlstore.Dialect) {
 func BenchmarkHandlerRoundTrip(tb *testing.B, b *Backend) {
 	for _, options := range bothModes {
 		tb.Run("options="+options, func(tb *testing.B) {
-			storagetest.BenchmarkHandlerRoundTrip(tb, b.OpenFresh(tb, options))
+			handlerbench.RoundTrip(tb, b.OpenFresh(tb, options))
 		})
 	}
 }
@@ -59,7 +63,7 @@ func BenchmarkCommandLoop(tb *testing.B, b *Backend) {
 // IDs, seeded in bulk, on a fresh database of b.
 func BenchmarkEnqueue100k(tb *testing.B, b *Backend) {
 	s := b.OpenFresh(tb, "")
-	storagetest.BenchmarkEnqueueMany(tb, s, 100_000, func(ids []string) {
+	handlerbench.EnqueueMany(tb, s, 100_000, func(ids []string) {
 		SeedEnrollments(tb, b, s.DB(), ids)
 	})
 }
