@@ -64,6 +64,7 @@ type config struct {
 	retro           bool
 	migration       bool
 	bodyLimit       int64
+	bodyBudget      int64
 	apiMaxIDs       int
 	apiFailLimit    int
 	apiFailWindow   time.Duration
@@ -102,6 +103,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	fs.BoolVar(&c.migration, "migration", false, "serve /migration: raw check-ins to the core service, Basic auth with the -api key (needs -api)")
 	fs.BoolVar(&c.uaZLDC, "ua-zl-dc", false, "answer UserAuthenticate with a zero-length DigestChallenge instead of 410")
 	fs.Int64Var(&c.bodyLimit, "max-body-bytes", httpmdm.DefaultBodyLimit, "largest request body accepted; larger ones are answered 413")
+	fs.Int64Var(&c.bodyBudget, "body-budget", mdmhttp.DefaultBodyBudget, "most bytes of request bodies read or held at once, MDM and API together; a body that finds no room within a second is answered 503 with Retry-After; 0 turns it off")
 	fs.IntVar(&c.apiMaxIDs, "api-max-ids", api.DefaultMaxIDs, "most enrollment IDs accepted in one API call")
 	fs.IntVar(&c.apiFailLimit, "api-auth-fail-limit", 0, "lock a client address out of the API (429) after this many failed authentications within -api-auth-fail-window; 0 turns it off")
 	fs.DurationVar(&c.apiFailWindow, "api-auth-fail-window", mdmhttp.DefaultAuthFailWindow, "period over which -api-auth-fail-limit counts failures, and the longest lock-out")
@@ -143,6 +145,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if c.caPath == "" && !c.disableMDM {
 		return errors.New("-ca is required: a PEM file of the CA that issues device identities")
+	}
+	if c.bodyBudget > 0 && c.bodyBudget < c.bodyLimit {
+		return fmt.Errorf("-body-budget %d is below -max-body-bytes %d: the largest body could never be read", c.bodyBudget, c.bodyLimit)
 	}
 	if err := c.integrations.check(c.disableMDM); err != nil {
 		return err
@@ -206,11 +211,23 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if c.retro {
 		certAuthOpts = append(certAuthOpts, certauth.WithAllowRetroactive())
 	}
-	svc = certauth.New(svc, store, certAuthOpts...)
+	certAuth := certauth.New(svc, store, certAuthOpts...)
+	svc = certAuth
 	if c.dump {
 		svc = dump.New(svc, stdout)
 	}
 	svc = mtr.Service(svc)
+
+	// One budget for every body the server reads, device or API; a
+	// budget-less server passes bodies on unreserved.
+	withBudget := func(h http.Handler) http.Handler { return h }
+	var budgetOpts []httpmdm.Option
+	if c.bodyBudget > 0 {
+		budget := mdmhttp.NewBodyBudget(c.bodyBudget, mdmhttp.DefaultBudgetWait)
+		mtr.WatchBodyBudget(budget)
+		withBudget = func(h http.Handler) http.Handler { return budget.Middleware(h, c.bodyLimit) }
+		budgetOpts = append(budgetOpts, httpmdm.WithBodyBudget(budget))
+	}
 
 	mux := http.NewServeMux()
 	mux.Handle("/version", mdmhttp.VersionHandler(version))
@@ -221,14 +238,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			httpmdm.WithLogger(logger.With("handler", "mdm")),
 			httpmdm.WithBodyLimit(c.bodyLimit),
 		}
+		mdmOpts = append(mdmOpts, budgetOpts...)
 		if c.certHeader != "" {
 			mdmOpts = append(mdmOpts, httpmdm.WithCertHeader(c.certHeader))
 		}
+		// The device routes also ask certauth, before reading a body,
+		// whether the certificate may send it.
+		deviceOpts := append([]httpmdm.Option{httpmdm.WithCertAdmitter(certAuth)}, mdmOpts...)
 		if c.checkin {
-			mux.Handle("/mdm", httpmdm.IdentityMiddleware(httpmdm.CommandAndReportResultsHandler(svc, mdmOpts...), verifier, mdmOpts...))
-			mux.Handle("/checkin", httpmdm.IdentityMiddleware(httpmdm.CheckinHandler(svc, mdmOpts...), verifier, mdmOpts...))
+			mux.Handle("/mdm", httpmdm.IdentityMiddleware(httpmdm.CommandAndReportResultsHandler(svc, mdmOpts...), verifier, deviceOpts...))
+			mux.Handle("/checkin", httpmdm.IdentityMiddleware(httpmdm.CheckinHandler(svc, mdmOpts...), verifier, deviceOpts...))
 		} else {
-			mux.Handle("/mdm", httpmdm.IdentityMiddleware(httpmdm.CheckinAndCommandHandler(svc, mdmOpts...), verifier, mdmOpts...))
+			mux.Handle("/mdm", httpmdm.IdentityMiddleware(httpmdm.CheckinAndCommandHandler(svc, mdmOpts...), verifier, deviceOpts...))
 		}
 		proxy, err := c.integrations.authProxy(stores, logger.With("handler", "authproxy"))
 		if err != nil {
@@ -250,7 +271,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		// One limiter for every API route: failures anywhere count together.
 		limiter := mdmhttp.NewAuthFailureLimiter(c.apiFailLimit, c.apiFailWindow)
 		auth := func(h http.Handler, methods ...string) http.Handler {
-			return mdmhttp.BasicAuthMiddleware(mdmhttp.MethodsMiddleware(h, methods...), mdmhttp.APIUsername, c.apiKey, "nanomdm",
+			return mdmhttp.BasicAuthMiddleware(mdmhttp.MethodsMiddleware(withBudget(h), methods...), mdmhttp.APIUsername, c.apiKey, "nanomdm",
 				mdmhttp.WithAuthFailureLimiter(limiter))
 		}
 		mux.Handle("/v1/pushcert", auth(api.PushCertHandler(store, apiOpts...), http.MethodPut, http.MethodGet))
@@ -275,7 +296,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 
 	srv := &http.Server{
-		Handler:           mdmhttp.TraceLoggingMiddleware(mtr.HTTPMiddleware(mux, metrics.MuxRoute(mux)), logger.With("handler", "log")),
+		Handler:           mdmhttp.TraceLoggingMiddleware(mtr.HTTPMiddleware(mux), logger.With("handler", "log")),
 		ReadHeaderTimeout: c.readHeaderTO,
 		ReadTimeout:       c.readTimeout,
 		WriteTimeout:      c.writeTimeout,

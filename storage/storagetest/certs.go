@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nanomdm/nanomdm/cryptoutil"
+	"github.com/nanomdm/nanomdm/mdm"
 	"github.com/nanomdm/nanomdm/storage"
 )
 
@@ -127,6 +128,8 @@ func testCertAuth(t *testing.T, s storage.AllStorage) {
 	// Before any association; the device need not be enrolled yet.
 	has, err := s.HasCertHash(dev.Request(), h1)
 	check("HasCertHash before associating", has, err, false)
+	has, err = s.HasCertHash(&mdm.Request{Context: context.Background()}, h1)
+	check("HasCertHash of a request naming no enrollment, before associating", has, err, false)
 	has, err = s.EnrollmentHasCertHash(dev.Request(), h1)
 	check("EnrollmentHasCertHash before associating", has, err, false)
 	has, err = s.IsCertHashAssociated(dev.Request(), h1)
@@ -165,4 +168,6 @@ func testCertAuth(t *testing.T, s storage.AllStorage) {
 	check("IsCertHashAssociated with another device", has, err, false)
 	has, err = s.HasCertHash(other.Request(), randomHash())
 	check("HasCertHash of unknown hash", has, err, false)
+	has, err = s.HasCertHash(&mdm.Request{Context: context.Background()}, h1)
+	check("HasCertHash of a request naming no enrollment", has, err, true)
 }

@@ -108,10 +108,11 @@ func (s *Store) IsPushCertStale(ctx context.Context, topic, staleToken string) (
 }
 
 // HasCertHash implements storage.CertAuthStore.
+// r needs no enrollment: only its context is used.
 func (s *Store) HasCertHash(r *mdm.Request, hash string) (bool, error) {
-	ctx, _, _, err := requestIDs(r)
-	if err != nil {
-		return false, err
+	ctx := context.Background()
+	if r != nil && r.Context != nil {
+		ctx = r.Context
 	}
 	return s.exists(ctx, s.d.Queries.HasCertHash, Args{"sha256": hash})
 }
