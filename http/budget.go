@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	nethttp "net/http"
+	"runtime"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -26,13 +28,29 @@ var ErrOverBudget = errors.New("request bodies in flight over budget")
 // once by every handler that shares it. A request reserves its body
 // before the body is read and gives the reservation back when it has
 // been answered. It is safe for concurrent use.
+//
+// The budget also keeps the garbage of bodies in check. The Go runtime
+// lets the heap grow to twice what was live at the last collection
+// before it collects again: with a full budget live, that is twice the
+// budget. So whenever bodies of a quarter of the budget have been given
+// back since the last collection, the budget collects, and no body is
+// reserved until that is done: the heap then holds at most the budget
+// of live bodies and a quarter budget of dead ones. When nothing is held
+// any more and an eighth of the budget was given back, it collects and
+// also returns the freed memory to the operating system
+// (debug.FreeOSMemory), so that after a burst the process shrinks back.
+// Bodies of a few kilobytes, the usual device request, cause one
+// collection per thousands of requests, and its pause (milliseconds on
+// a small heap) delays only requests with bodies.
 type BodyBudget struct {
 	limit int64
 	wait  time.Duration
 
-	mu      sync.Mutex
-	used    int64
-	changed chan struct{} // closed and replaced on every release
+	mu         sync.Mutex
+	used       int64
+	released   int64         // bytes given back since the last collection
+	collecting bool          // no reservations while set
+	changed    chan struct{} // closed and replaced when room may have been made
 
 	inFlight atomic.Int64
 	refused  atomic.Int64
@@ -68,7 +86,7 @@ func (b *BodyBudget) Reserve(ctx context.Context, n int64) (release func(), err 
 	var timeout <-chan time.Time
 	for {
 		b.mu.Lock()
-		if b.used+n <= b.limit {
+		if !b.collecting && b.used+n <= b.limit {
 			b.used += n
 			b.inFlight.Store(b.used)
 			b.mu.Unlock()
@@ -97,9 +115,39 @@ func (b *BodyBudget) release(n int64) {
 	b.mu.Lock()
 	b.used -= n
 	b.inFlight.Store(b.used)
+	b.released += n
+	idle := b.used == 0
+	collect := !b.collecting && (b.released >= b.limit/4 || (idle && b.released >= b.limit/8))
+	if collect {
+		b.collecting = true
+		b.released = 0
+	} else {
+		b.wake()
+	}
+	b.mu.Unlock()
+	if collect {
+		go b.collect(idle)
+	}
+}
+
+// collect runs a garbage collection, returning freed memory to the
+// operating system when idle, and then lets reservations go on.
+func (b *BodyBudget) collect(idle bool) {
+	if idle {
+		debug.FreeOSMemory()
+	} else {
+		runtime.GC()
+	}
+	b.mu.Lock()
+	b.collecting = false
+	b.wake()
+	b.mu.Unlock()
+}
+
+// wake tells waiting reservations to look again; b.mu is held.
+func (b *BodyBudget) wake() {
 	close(b.changed)
 	b.changed = make(chan struct{})
-	b.mu.Unlock()
 }
 
 // Middleware reserves the body of each request in b (see ReserveBody)
