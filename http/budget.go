@@ -32,11 +32,11 @@ var ErrOverBudget = errors.New("request bodies in flight over budget")
 // The budget also keeps the garbage of bodies in check. The Go runtime
 // lets the heap grow to twice what was live at the last collection
 // before it collects again: with a full budget live, that is twice the
-// budget. So whenever bodies of a quarter of the budget have been given
+// budget. So whenever bodies of an eighth of the budget have been given
 // back since the last collection, the budget collects, and no body is
 // reserved until that is done: the heap then holds at most the budget
-// of live bodies and a quarter budget of dead ones. When nothing is held
-// any more and an eighth of the budget was given back, it collects and
+// of live bodies and an eighth of a budget of dead ones. When nothing is
+// held any more and a sixteenth of the budget was given back, it collects and
 // also returns the freed memory to the operating system
 // (debug.FreeOSMemory), so that after a burst the process shrinks back.
 // Bodies of a few kilobytes, the usual device request, cause one
@@ -117,7 +117,7 @@ func (b *BodyBudget) release(n int64) {
 	b.inFlight.Store(b.used)
 	b.released += n
 	idle := b.used == 0
-	collect := !b.collecting && (b.released >= b.limit/4 || (idle && b.released >= b.limit/8))
+	collect := !b.collecting && (b.released >= b.limit/8 || (idle && b.released >= b.limit/16))
 	if collect {
 		b.collecting = true
 		b.released = 0
