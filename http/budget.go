@@ -166,21 +166,19 @@ func (b *BodyBudget) Middleware(next nethttp.Handler, limit int64) nethttp.Handl
 
 // ReserveBody reserves the body of r: Content-Length bytes, or limit when
 // the length is unknown (the body is then cut at limit, so the
-// reservation always covers what is read). A limit of 0, or one above
-// the budget, means the whole budget. A declared length above limit is
-// answered 413 and one that finds no room 503 with Retry-After, in both
-// cases without reading the body, and ok is false. Otherwise the caller
+// reservation always covers what is read; so is a longer declared one,
+// which a handler reading it answers 413). A limit of 0, or one above
+// the budget, means the whole budget. A body that finds no room is
+// answered 503 with Retry-After without being read, and ok is false. Otherwise the caller
 // must call release once it no longer holds the body.
 func (b *BodyBudget) ReserveBody(w nethttp.ResponseWriter, r *nethttp.Request, limit int64) (release func(), ok bool) {
 	if limit <= 0 || limit > b.limit {
 		limit = b.limit
 	}
-	if r.ContentLength > limit {
-		nethttp.Error(w, nethttp.StatusText(nethttp.StatusRequestEntityTooLarge), nethttp.StatusRequestEntityTooLarge)
-		return nil, false
-	}
 	n := r.ContentLength
-	if n < 0 {
+	if n < 0 || n > limit {
+		// Unknown, or more than a handler will read: the body is cut at
+		// limit, and a handler that reads it answers 413.
 		n = limit
 		r.Body = nethttp.MaxBytesReader(w, r.Body, limit)
 	}
