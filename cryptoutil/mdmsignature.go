@@ -41,22 +41,26 @@ var (
 // farFuture is later than any certificate's NotAfter.
 var farFuture = time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
 
-// VerifyMdmSignature checks the value of an Mdm-Signature HTTP header against
-// the request body and returns the certificate that signed it.
+// MdmSignature is a decoded Mdm-Signature header. Its signer certificate
+// is known before the request body is read, so a server can check who
+// sends a request before accepting its body; Verify then checks the
+// signature over the body. An MdmSignature is not safe for concurrent use.
+type MdmSignature struct {
+	p7     *pkcs7.PKCS7
+	signer *x509.Certificate
+}
+
+// ParseMdmSignature decodes the value of an Mdm-Signature HTTP header.
 //
 // The header is the standard base64 encoding of a CMS SignedData message with
 // detached content; surrounding whitespace and missing "=" padding are
 // tolerated. The message may use BER (Apple devices send indefinite lengths)
-// and must have exactly one signer, whose certificate it carries. SHA-1 and
-// SHA-256 digests, with or without signed attributes, are accepted.
+// and must have exactly one signer, whose certificate it carries.
 //
-// Only the signature is checked. The returned certificate is not checked for
-// trust, validity period or key usage; that is the job of package certverify.
-//
-// An empty header gives ErrNoSignature, an oversized one ErrSignatureTooLarge,
-// and a signature that does not match body an error wrapping
-// ErrInvalidSignature. Any other error means the header could not be decoded.
-func VerifyMdmSignature(header string, body []byte) (*x509.Certificate, error) {
+// An empty header gives ErrNoSignature, an oversized one
+// ErrSignatureTooLarge. Any other error means the header could not be
+// decoded.
+func ParseMdmSignature(header string) (*MdmSignature, error) {
 	if len(header) > MaxMdmSignatureSize {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrSignatureTooLarge, len(header), MaxMdmSignatureSize)
 	}
@@ -68,12 +72,68 @@ func VerifyMdmSignature(header string, body []byte) (*x509.Certificate, error) {
 	if err != nil {
 		return nil, fmt.Errorf("decoding mdm-signature: %w", err)
 	}
-	return verifyDetached(der, body)
+	return parseDetached(der)
+}
+
+// Certificate returns the signer's certificate. It is not checked for
+// trust, validity period or key usage; that is the job of package
+// certverify.
+func (s *MdmSignature) Certificate() *x509.Certificate { return s.signer }
+
+// Verify checks the signature over body. SHA-1 and SHA-256 digests, with
+// or without signed attributes, are accepted. A signature that does not
+// match body gives an error wrapping ErrInvalidSignature.
+func (s *MdmSignature) Verify(body []byte) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("verifying mdm-signature: %w: %v", errParserPanic, r)
+		}
+	}()
+	s.p7.Content = body
+	defer func() { s.p7.Content = nil }()
+	if err := verifyIgnoringValidity(s.p7); err != nil {
+		var mismatch *pkcs7.MessageDigestMismatchError
+		if errors.As(err, &mismatch) {
+			// The library's own message spans several lines of hex.
+			err = errDigestMismatch
+		}
+		return fmt.Errorf("verifying mdm-signature: %w: %w", ErrInvalidSignature, err)
+	}
+	return nil
+}
+
+// VerifyMdmSignature checks the value of an Mdm-Signature HTTP header against
+// the request body and returns the certificate that signed it: it is
+// ParseMdmSignature followed by Verify, with their errors.
+//
+// Only the signature is checked. The returned certificate is not checked for
+// trust, validity period or key usage; that is the job of package certverify.
+func VerifyMdmSignature(header string, body []byte) (*x509.Certificate, error) {
+	s, err := ParseMdmSignature(header)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Verify(body); err != nil {
+		return nil, err
+	}
+	return s.signer, nil
 }
 
 // verifyDetached parses a BER-encoded CMS SignedData and verifies its only
 // signer over body.
-func verifyDetached(der []byte, body []byte) (cert *x509.Certificate, err error) {
+func verifyDetached(der []byte, body []byte) (*x509.Certificate, error) {
+	s, err := parseDetached(der)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Verify(body); err != nil {
+		return nil, err
+	}
+	return s.signer, nil
+}
+
+// parseDetached parses a BER-encoded CMS SignedData with one signer.
+func parseDetached(der []byte) (s *MdmSignature, err error) {
 	if err := checkBER(der); err != nil {
 		return nil, fmt.Errorf("parsing mdm-signature: %w", err)
 	}
@@ -83,7 +143,7 @@ func verifyDetached(der []byte, body []byte) (cert *x509.Certificate, err error)
 	// rather than a crashed request.
 	defer func() {
 		if r := recover(); r != nil {
-			cert, err = nil, fmt.Errorf("parsing mdm-signature: %w: %v", errParserPanic, r)
+			s, err = nil, fmt.Errorf("parsing mdm-signature: %w: %v", errParserPanic, r)
 		}
 	}()
 
@@ -98,17 +158,7 @@ func verifyDetached(der []byte, body []byte) (cert *x509.Certificate, err error)
 	if signer == nil {
 		return nil, errors.New("parsing mdm-signature: no certificate for the signer")
 	}
-
-	p7.Content = body
-	if err := verifyIgnoringValidity(p7); err != nil {
-		var mismatch *pkcs7.MessageDigestMismatchError
-		if errors.As(err, &mismatch) {
-			// The library's own message spans several lines of hex.
-			err = errDigestMismatch
-		}
-		return nil, fmt.Errorf("verifying mdm-signature: %w: %w", ErrInvalidSignature, err)
-	}
-	return signer, nil
+	return &MdmSignature{p7: p7, signer: signer}, nil
 }
 
 // verifyIgnoringValidity verifies the signatures in p7 without comparing a

@@ -4,6 +4,7 @@
 package http
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -197,12 +198,32 @@ var ErrBodyTimeout = errors.New("request body read timed out")
 // ReadBody reads the whole request body, at most limit bytes (limit <= 0
 // means no limit). Exceeding the limit returns an *http.MaxBytesError; a
 // read deadline returns an error wrapping ErrBodyTimeout.
+//
+// A body of known length is read into one buffer of that size. A body
+// that HoldBody put back is returned as it is, without a copy, so a
+// middleware that needed the body (to verify a signature) and the handler
+// after it read it once between them.
 func ReadBody(w nethttp.ResponseWriter, r *nethttp.Request, limit int64) ([]byte, error) {
+	if h, ok := r.Body.(*heldBody); ok {
+		if limit > 0 && int64(len(h.b)) > limit {
+			return nil, &nethttp.MaxBytesError{Limit: limit}
+		}
+		return h.b, nil
+	}
+	if limit > 0 && r.ContentLength > limit {
+		return nil, &nethttp.MaxBytesError{Limit: limit}
+	}
 	body := r.Body
 	if limit > 0 {
 		body = nethttp.MaxBytesReader(w, r.Body, limit)
 	}
-	b, err := io.ReadAll(body)
+	var b []byte
+	var err error
+	if r.ContentLength >= 0 {
+		b, err = readExactly(body, r.ContentLength)
+	} else {
+		b, err = io.ReadAll(body)
+	}
 	if err != nil {
 		var ne net.Error
 		if errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
@@ -212,6 +233,33 @@ func ReadBody(w nethttp.ResponseWriter, r *nethttp.Request, limit int64) ([]byte
 	}
 	return b, nil
 }
+
+// readExactly reads a body of declared length n into a buffer of that
+// size. net/http ends such a body after n bytes, reporting a shorter one
+// as io.ErrUnexpectedEOF.
+func readExactly(body io.Reader, n int64) ([]byte, error) {
+	b := make([]byte, n)
+	if _, err := io.ReadFull(body, b); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// HoldBody makes b the body of r again after a middleware read it with
+// ReadBody: handlers after it read the same bytes, and ReadBody returns
+// b itself.
+func HoldBody(r *nethttp.Request, b []byte) {
+	r.Body = &heldBody{Reader: bytes.NewReader(b), b: b}
+	r.ContentLength = int64(len(b))
+}
+
+// heldBody is a body already read into memory.
+type heldBody struct {
+	*bytes.Reader
+	b []byte
+}
+
+func (*heldBody) Close() error { return nil }
 
 // BodyStatus returns the status for an error from ReadBody: 413 above the
 // limit, 408 on a timeout, 500 otherwise.

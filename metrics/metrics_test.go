@@ -185,7 +185,7 @@ func TestHTTPMiddleware(t *testing.T) {
 		}
 		io.WriteString(w, "ok")
 	}))
-	srv := httptest.NewServer(m.HTTPMiddleware(mux, MuxRoute(mux)))
+	srv := httptest.NewServer(m.HTTPMiddleware(mux))
 	defer srv.Close()
 	for _, p := range []string{"/v1/things/a", "/v1/things/b", "/v1/things/missing", "/elsewhere"} {
 		resp, err := http.Get(srv.URL + p)

@@ -154,6 +154,8 @@ type PushCertStore interface {
 // IDs are device-channel IDs (r.EnrollID.ParentID for user channels).
 type CertAuthStore interface {
 	// HasCertHash reports whether hash is associated with any enrollment.
+	// r may name no enrollment: a server asks before it has read the
+	// request body that names one.
 	HasCertHash(r *mdm.Request, hash string) (bool, error)
 	// EnrollmentHasCertHash reports whether the enrollment of r has any
 	// associated hash.

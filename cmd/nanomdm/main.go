@@ -61,6 +61,7 @@ type config struct {
 	retro           bool
 	migration       bool
 	bodyLimit       int64
+	bodyBudget      int64
 	apiMaxIDs       int
 	apiFailLimit    int
 	apiFailWindow   time.Duration
@@ -99,6 +100,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	fs.BoolVar(&c.migration, "migration", false, "serve /migration: raw check-ins to the core service, Basic auth with the -api key (needs -api)")
 	fs.BoolVar(&c.uaZLDC, "ua-zl-dc", false, "answer UserAuthenticate with a zero-length DigestChallenge instead of 410")
 	fs.Int64Var(&c.bodyLimit, "max-body-bytes", httpmdm.DefaultBodyLimit, "largest request body accepted; larger ones are answered 413")
+	fs.Int64Var(&c.bodyBudget, "body-budget", mdmhttp.DefaultBodyBudget, "most bytes of request bodies read or held at once, MDM and API together; a body that finds no room within a second is answered 503 with Retry-After; 0 turns it off")
 	fs.IntVar(&c.apiMaxIDs, "api-max-ids", api.DefaultMaxIDs, "most enrollment IDs accepted in one API call")
 	fs.IntVar(&c.apiFailLimit, "api-auth-fail-limit", 0, "lock a client address out of the API (429) after this many failed authentications within -api-auth-fail-window; 0 turns it off")
 	fs.DurationVar(&c.apiFailWindow, "api-auth-fail-window", mdmhttp.DefaultAuthFailWindow, "period over which -api-auth-fail-limit counts failures, and the longest lock-out")
@@ -158,6 +160,9 @@ func (c *config) check() error {
 	if c.caPath == "" && !c.disableMDM {
 		return errors.New("-ca is required: a PEM file of the CA that issues device identities")
 	}
+	if c.bodyBudget > 0 && c.bodyBudget < c.bodyLimit {
+		return fmt.Errorf("-body-budget %d is below -max-body-bytes %d: the largest body could never be read", c.bodyBudget, c.bodyLimit)
+	}
 	return c.integrations.check(c.disableMDM)
 }
 
@@ -216,7 +221,7 @@ func newApp(ctx context.Context, c *config, stdout, stderr io.Writer) (_ *app, e
 	if err != nil {
 		return nil, err
 	}
-	a.handler = mdmhttp.TraceLoggingMiddleware(mtr.HTTPMiddleware(mdmhttp.NotFoundJSONMiddleware(mux), metrics.MuxRoute(mux)), logger.With("handler", "log"))
+	a.handler = mdmhttp.TraceLoggingMiddleware(mtr.HTTPMiddleware(mdmhttp.NotFoundJSONMiddleware(mux)), logger.With("handler", "log"))
 	if c.pprofAddr != "" {
 		stop, err := startPprof(c.pprofAddr, logger.With("handler", "pprof"))
 		if err != nil {
@@ -241,6 +246,8 @@ type chain struct {
 	core *nanomdm.Service
 	// dumpRefused hands requests the identity check refuses to -dump.
 	dumpRefused []httpmdm.Option
+	// certAuth admits a certificate before the body is read.
+	certAuth *certauth.CertAuth
 }
 
 // services builds the chain: dump -> certauth -> multi(core, webhook).
@@ -276,20 +283,33 @@ func (a *app) services(mtr *metrics.Metrics, stdout io.Writer) (*chain, error) {
 	if c.retro {
 		certAuthOpts = append(certAuthOpts, certauth.WithAllowRetroactive())
 	}
-	svc = certauth.New(svc, store, certAuthOpts...)
+	certAuth := certauth.New(svc, store, certAuthOpts...)
+	svc = certAuth
 	var dumpRefused []httpmdm.Option
 	if c.dump {
 		d := dump.New(svc, stdout)
 		svc = d
 		dumpRefused = append(dumpRefused, httpmdm.WithDumpRefused(d.Dump))
 	}
-	return &chain{svc: mtr.Service(svc), core: core, dumpRefused: dumpRefused}, nil
+	return &chain{svc: mtr.Service(svc), core: core, dumpRefused: dumpRefused, certAuth: certAuth}, nil
 }
 
 // routes mounts the MDM endpoints, the API and the health checks.
 func (a *app) routes(ch *chain, verifier httpmdm.CertVerifier, pushFactory *nanopush.Factory, mtr *metrics.Metrics) (*http.ServeMux, error) {
 	c, logger, store := a.c, a.logger, a.store
 	svc, core, dumpRefused := ch.svc, ch.core, ch.dumpRefused
+	certAuth := ch.certAuth
+	// One budget for every body the server reads, device or API; a
+	// budget-less server passes bodies on unreserved.
+	withBudget := func(h http.Handler) http.Handler { return h }
+	var budgetOpts []httpmdm.Option
+	if c.bodyBudget > 0 {
+		budget := mdmhttp.NewBodyBudget(c.bodyBudget, mdmhttp.DefaultBudgetWait)
+		mtr.WatchBodyBudget(budget)
+		withBudget = func(h http.Handler) http.Handler { return budget.Middleware(h, c.bodyLimit) }
+		budgetOpts = append(budgetOpts, httpmdm.WithBodyBudget(budget))
+	}
+
 	mux := http.NewServeMux()
 	mux.Handle("/version", mdmhttp.VersionHandler(version))
 	mux.Handle("/healthz", mdmhttp.HealthHandler())
@@ -299,14 +319,18 @@ func (a *app) routes(ch *chain, verifier httpmdm.CertVerifier, pushFactory *nano
 			httpmdm.WithLogger(logger.With("handler", "mdm")),
 			httpmdm.WithBodyLimit(c.bodyLimit),
 		}, dumpRefused...)
+		mdmOpts = append(mdmOpts, budgetOpts...)
 		if c.certHeader != "" {
 			mdmOpts = append(mdmOpts, httpmdm.WithCertHeader(c.certHeader))
 		}
+		// The device routes also ask certauth, before reading a body,
+		// whether the certificate may send it.
+		deviceOpts := append([]httpmdm.Option{httpmdm.WithCertAdmitter(certAuth)}, mdmOpts...)
 		if c.checkin {
-			mux.Handle("/mdm", httpmdm.IdentityMiddleware(httpmdm.CommandAndReportResultsHandler(svc, mdmOpts...), verifier, mdmOpts...))
-			mux.Handle("/checkin", httpmdm.IdentityMiddleware(httpmdm.CheckinHandler(svc, mdmOpts...), verifier, mdmOpts...))
+			mux.Handle("/mdm", httpmdm.IdentityMiddleware(httpmdm.CommandAndReportResultsHandler(svc, mdmOpts...), verifier, deviceOpts...))
+			mux.Handle("/checkin", httpmdm.IdentityMiddleware(httpmdm.CheckinHandler(svc, mdmOpts...), verifier, deviceOpts...))
 		} else {
-			mux.Handle("/mdm", httpmdm.IdentityMiddleware(httpmdm.CheckinAndCommandHandler(svc, mdmOpts...), verifier, mdmOpts...))
+			mux.Handle("/mdm", httpmdm.IdentityMiddleware(httpmdm.CheckinAndCommandHandler(svc, mdmOpts...), verifier, deviceOpts...))
 		}
 		proxy, err := c.integrations.authProxy(store, logger.With("handler", "authproxy"))
 		if err != nil {
@@ -328,7 +352,7 @@ func (a *app) routes(ch *chain, verifier httpmdm.CertVerifier, pushFactory *nano
 		// One limiter for every API route: failures anywhere count together.
 		limiter := mdmhttp.NewAuthFailureLimiter(c.apiFailLimit, c.apiFailWindow)
 		auth := func(h http.Handler, methods ...string) http.Handler {
-			return mdmhttp.BasicAuthMiddleware(mdmhttp.MethodsMiddleware(h, methods...), mdmhttp.APIUsername, c.apiKey, "nanomdm",
+			return mdmhttp.BasicAuthMiddleware(mdmhttp.MethodsMiddleware(withBudget(h), methods...), mdmhttp.APIUsername, c.apiKey, "nanomdm",
 				mdmhttp.WithAuthFailureLimiter(limiter), mdmhttp.WithAuthLogger(logger.With("handler", "api")))
 		}
 		mux.Handle("/v1/pushcert", auth(api.PushCertHandler(store, apiOpts...), http.MethodPut, http.MethodGet))

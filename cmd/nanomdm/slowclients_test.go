@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nanomdm/nanomdm/cryptoutil"
 	"github.com/nanomdm/nanomdm/mdm"
 	"github.com/nanomdm/nanomdm/mdm/simulator"
 )
@@ -134,6 +135,12 @@ func TestSlowClients(t *testing.T) {
 	client.CloseIdleConnections()
 	baseline := runtime.NumGoroutine()
 
+	// The slow bodies come with a device's identity: the server reads
+	// bodies only after the identity in the headers passed.
+	sig, err := cryptoutil.SignMdmSignature(make([]byte, 100000), devs[0].Identity.Cert, devs[0].Identity.Key)
+	if err != nil {
+		t.Fatalf("signing: %v", err)
+	}
 	var wg sync.WaitGroup
 	headers := make([]slowConn, slowPerKind)
 	bodies := make([]slowConn, slowPerKind)
@@ -141,7 +148,7 @@ func TestSlowClients(t *testing.T) {
 		wg.Add(2)
 		go slowLoris(addr, "PUT /mdm HTTP/1.1\r\nHost: x\r\nX-Slow: ", 200*time.Millisecond, &headers[i], &wg)
 		go slowLoris(addr, "PUT /mdm HTTP/1.1\r\nHost: x\r\nContent-Type: "+mdm.CheckinContentType+
-			"\r\nContent-Length: 100000\r\n\r\n", 200*time.Millisecond, &bodies[i], &wg)
+			"\r\nMdm-Signature: "+sig+"\r\nContent-Length: 100000\r\n\r\n", 200*time.Millisecond, &bodies[i], &wg)
 	}
 
 	// Devices keep checking in and fetching commands while the slow

@@ -5,7 +5,6 @@
 package mdm
 
 import (
-	"bytes"
 	"context"
 	"crypto/x509"
 	"errors"
@@ -28,11 +27,22 @@ type CertVerifier interface {
 	Verify(cert *x509.Certificate) error
 }
 
+// CertAdmitter decides from a verified certificate alone, before the body
+// of a request is read, whether the request may go on. authenticate is
+// false when the request cannot be an Authenticate check-in (it goes to
+// the command report handler). The full check, which needs the enrollment
+// named in the body, comes after. service/certauth implements it.
+type CertAdmitter interface {
+	AdmitCert(ctx context.Context, cert *x509.Certificate, authenticate bool) error
+}
+
 type options struct {
 	logger      log.Logger
 	bodyLimit   int64
 	certHeader  string
 	dumpRefused func([]byte)
+	budget      *mdmhttp.BodyBudget
+	admitter    CertAdmitter
 }
 
 // Option configures the handlers and middleware of this package.
@@ -51,6 +61,14 @@ func WithCertHeader(name string) Option { return func(o *options) { o.certHeader
 // WithDumpRefused hands the body of every request that the identity check
 // refuses to dump (the -dump output): those never reach the services.
 func WithDumpRefused(dump func([]byte)) Option { return func(o *options) { o.dumpRefused = dump } }
+
+// WithBodyBudget makes IdentityMiddleware reserve each body in b, once
+// the identity is checked and before the body is read.
+func WithBodyBudget(b *mdmhttp.BodyBudget) Option { return func(o *options) { o.budget = b } }
+
+// WithCertAdmitter makes IdentityMiddleware ask a whether a verified
+// certificate may send the request before its body is read.
+func WithCertAdmitter(a CertAdmitter) Option { return func(o *options) { o.admitter = a } }
 
 func newOptions(opts []Option) *options {
 	o := &options{logger: log.Nop, bodyLimit: DefaultBodyLimit}
@@ -75,42 +93,122 @@ func CertFromContext(ctx context.Context) *x509.Certificate {
 	return c
 }
 
-// IdentityMiddleware reads the request body (bounded), extracts the device
-// certificate from Mdm-Signature or the configured header, verifies it
-// with verifier, and passes the request on with the certificate in its
-// context and the body ready to be read again. Failures are answered 400
-// (never 401), 408 or 413.
+// IdentityMiddleware checks the device identity before it reads a byte
+// of the body, then reads the body once for the handler after it:
+//
+//  1. the certificate is taken from the configured header, or from the
+//     CMS in Mdm-Signature, and verified with verifier;
+//  2. with WithCertAdmitter, the admitter is asked whether that
+//     certificate may send the request;
+//  3. with WithBodyBudget, the body is reserved in the budget;
+//  4. the body is read (bounded), the Mdm-Signature is verified over it,
+//     and the request goes on with the certificate in its context and the
+//     body held (mdmhttp.HoldBody), so the handler reads it without a copy.
+//
+// No usable certificate is answered 400 (never 401), an admitter's
+// refusal as statusFor says, a full budget 503, a body too large 413, a
+// slow one 408; the first three without reading the body.
 func IdentityMiddleware(next http.Handler, verifier CertVerifier, opts ...Option) http.Handler {
 	o := newOptions(opts)
+	mayAuthenticate := func(*http.Request) bool { return true }
+	if h, ok := next.(checkinTaker); ok {
+		mayAuthenticate = h.takesCheckin
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		logger := log.From(r.Context(), o.logger)
-		body, ok := readBody(w, r, o.bodyLimit, logger)
-		if !ok {
-			return
-		}
 		var cert *x509.Certificate
+		var sig *cryptoutil.MdmSignature
 		var err error
 		if o.certHeader != "" {
 			cert, err = cryptoutil.ParseCertHeader(r.Header.Get(o.certHeader))
-		} else {
-			cert, err = cryptoutil.VerifyMdmSignature(r.Header.Get("Mdm-Signature"), body)
+		} else if sig, err = cryptoutil.ParseMdmSignature(r.Header.Get("Mdm-Signature")); err == nil {
+			cert = sig.Certificate()
 		}
 		if err == nil {
 			err = verifier.Verify(cert)
 		}
 		if err != nil {
-			if o.dumpRefused != nil {
-				o.dumpRefused(body)
-			}
+			dumpRefused(w, r, o, logger)
 			writeError(w, logger, &identityError{err})
 			return
 		}
-		ctx := context.WithValue(r.Context(), certKey{}, cert)
-		r = r.WithContext(ctx)
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		r.ContentLength = int64(len(body))
+		if o.admitter != nil {
+			if err := o.admitter.AdmitCert(r.Context(), cert, mayAuthenticate(r)); err != nil {
+				writeError(w, logger, err)
+				return
+			}
+		}
+		if o.budget != nil {
+			release, ok := o.budget.ReserveBody(w, r, o.bodyLimit)
+			if !ok {
+				logger.Info("msg", "request body refused before reading", "content_length", r.ContentLength)
+				return
+			}
+			defer release()
+		}
+		body, ok := readBody(w, r, o.bodyLimit, logger)
+		if !ok {
+			return
+		}
+		if sig != nil {
+			if err := sig.Verify(body); err != nil {
+				if o.dumpRefused != nil {
+					o.dumpRefused(body)
+				}
+				writeError(w, logger, &identityError{err})
+				return
+			}
+		}
+		r = r.WithContext(context.WithValue(r.Context(), certKey{}, cert))
+		mdmhttp.HoldBody(r, body)
 		next.ServeHTTP(w, r)
 	})
+}
+
+// dumpRefused reads, within the body budget and limit, the body of a
+// request refused for its identity and hands it to -dump. Only a server
+// run with -dump reads such a body: it is a debugging aid, and the
+// operator asked for it.
+func dumpRefused(w http.ResponseWriter, r *http.Request, o *options, logger log.Logger) {
+	if o.dumpRefused == nil {
+		return
+	}
+	if o.budget != nil {
+		release, err := o.budget.Reserve(r.Context(), o.bodyLimit)
+		if err != nil {
+			logger.Info("msg", "refused request not dumped", "err", err)
+			return
+		}
+		defer release()
+	}
+	if body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, o.bodyLimit)); err == nil {
+		o.dumpRefused(body)
+	} else {
+		logger.Info("msg", "refused request not dumped", "err", err)
+	}
+}
+
+// checkinTaker is a device handler that knows whether a request to it
+// could be a check-in (and so an Authenticate).
+type checkinTaker interface {
+	takesCheckin(r *http.Request) bool
+}
+
+// deviceHandler is a device handler with the rule saying which of its
+// requests could be check-ins.
+type deviceHandler struct {
+	http.Handler
+	checkin func(r *http.Request) bool
+}
+
+func (h deviceHandler) takesCheckin(r *http.Request) bool { return h.checkin(r) }
+
+func always(*http.Request) bool { return true }
+func never(*http.Request) bool  { return false }
+
+// isCheckin reports whether r carries a check-in by its Content-Type.
+func isCheckin(r *http.Request) bool {
+	return strings.HasPrefix(r.Header.Get("Content-Type"), mdm.CheckinContentType)
 }
 
 // statusFor maps an error to the status a device is answered with.
@@ -221,21 +319,21 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64, logger log.Lo
 
 // CheckinHandler handles check-in messages.
 func CheckinHandler(svc service.Checkin, opts ...Option) http.Handler {
-	return handle(newOptions(opts), mdm.DecodeCheckin, func(r *mdm.Request, msg any) ([]byte, error) {
+	return deviceHandler{handle(newOptions(opts), mdm.DecodeCheckin, func(r *mdm.Request, msg any) ([]byte, error) {
 		return service.CheckinRequest(svc, r, msg)
-	})
+	}), always}
 }
 
 // CommandAndReportResultsHandler handles command reports and answers with
 // the next command.
 func CommandAndReportResultsHandler(svc service.CommandAndReportResults, opts ...Option) http.Handler {
-	return handle(newOptions(opts), mdm.DecodeCommandResults, func(r *mdm.Request, report *mdm.CommandResults) ([]byte, error) {
+	return deviceHandler{handle(newOptions(opts), mdm.DecodeCommandResults, func(r *mdm.Request, report *mdm.CommandResults) ([]byte, error) {
 		cmd, err := svc.CommandAndReportResults(r, report)
 		if err != nil || cmd == nil {
 			return nil, err
 		}
 		return cmd.Raw, nil
-	})
+	}), never}
 }
 
 // CheckinAndCommandHandler sends check-ins (by Content-Type) to the
@@ -243,11 +341,11 @@ func CommandAndReportResultsHandler(svc service.CommandAndReportResults, opts ..
 func CheckinAndCommandHandler(svc service.CheckinAndCommandService, opts ...Option) http.Handler {
 	checkin := CheckinHandler(svc, opts...)
 	command := CommandAndReportResultsHandler(svc, opts...)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.Header.Get("Content-Type"), mdm.CheckinContentType) {
+	return deviceHandler{http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if isCheckin(r) {
 			checkin.ServeHTTP(w, r)
 			return
 		}
 		command.ServeHTTP(w, r)
-	})
+	}), isCheckin}
 }

@@ -255,8 +255,8 @@ func TestCertHeader(t *testing.T) {
 	}
 }
 
-// TestBodyTimeout sends headers and then stalls: the server's read
-// timeout must answer 408.
+// TestBodyTimeout sends a device's headers and then stalls in the body:
+// the server's read timeout must answer 408.
 func TestBodyTimeout(t *testing.T) {
 	f := newFixture(t)
 	srv := httptest.NewUnstartedServer(f.handler(&stubService{}))
@@ -268,7 +268,13 @@ func TestBodyTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	io.WriteString(conn, "PUT /mdm HTTP/1.1\r\nHost: x\r\nContent-Type: "+mdm.CheckinContentType+"\r\nContent-Length: 100\r\n\r\n<plist>")
+	body := bytes.Repeat([]byte("p"), 100)
+	sig, err := cryptoutil.SignMdmSignature(body, f.id.Cert, f.id.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(conn, "PUT /mdm HTTP/1.1\r\nHost: x\r\nContent-Type: "+mdm.CheckinContentType+
+		"\r\nMdm-Signature: "+sig+"\r\nContent-Length: 100\r\n\r\n<plist>")
 	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {

@@ -5,6 +5,8 @@
 package certauth
 
 import (
+	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 
@@ -100,6 +102,34 @@ func (c *CertAuth) check(r *mdm.Request, authenticate bool) error {
 		msg = "certificate associated retroactively"
 	}
 	log.From(r.Context, c.logger).Info("msg", msg, "hash", hash)
+	return nil
+}
+
+// AdmitCert decides from the certificate alone, before the body of a
+// request is read, whether the request could pass check (it implements
+// the CertAdmitter of package http/mdm). Which enrollment the request is
+// for is in the body, so only this much is decided here: a certificate
+// bound to some enrollment is admitted (whether it is bound to this one
+// is checked once the body is read); an unbound one is admitted only when
+// the request could be an Authenticate (authenticate set), which may bind
+// it, or when retroactive association is allowed. Anything else is
+// refused with ErrNotAssociated, as check would refuse it after the body.
+func (c *CertAuth) AdmitCert(ctx context.Context, cert *x509.Certificate, authenticate bool) error {
+	if cert == nil {
+		return ErrNoCertificate
+	}
+	if authenticate || c.retro {
+		return nil
+	}
+	r := &mdm.Request{Context: ctx}
+	hash := cryptoutil.CertHash(cert)
+	used, err := c.store.HasCertHash(r, hash)
+	if err != nil {
+		return fmt.Errorf("checking certificate use: %w", err)
+	}
+	if !used {
+		return c.refuse(r, hash, ErrNotAssociated)
+	}
 	return nil
 }
 

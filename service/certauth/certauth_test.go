@@ -400,3 +400,50 @@ func TestConcurrentAuthenticate(t *testing.T) {
 		}
 	}
 }
+
+// TestAdmitCert checks the part of the rules decided before a body is
+// read: a bound certificate goes on, an unbound one only where the
+// request could be an Authenticate or with retroactive association, and
+// what AdmitCert admits is never something check would have refused for
+// the same reason.
+func TestAdmitCert(t *testing.T) {
+	cs := certs(t, 2)
+	bound, unbound := cs[0], cs[1]
+	store := newFakeStore()
+	if err := New(&recorder{}, store).Authenticate(device("dev-1", bound), &mdm.Authenticate{}); err != nil {
+		t.Fatalf("binding: %v", err)
+	}
+	ctx := context.Background()
+	for _, tt := range []struct {
+		name         string
+		cert         *x509.Certificate
+		authenticate bool
+		retro        bool
+		want         error
+	}{
+		{"bound report", bound, false, false, nil},
+		{"bound check-in", bound, true, false, nil},
+		{"unbound check-in", unbound, true, false, nil},
+		{"unbound report", unbound, false, false, ErrNotAssociated},
+		{"unbound report retro", unbound, false, true, nil},
+		{"no certificate", nil, true, false, ErrNoCertificate},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var opts []Option
+			if tt.retro {
+				opts = append(opts, WithAllowRetroactive())
+			}
+			err := New(&recorder{}, store, opts...).AdmitCert(ctx, tt.cert, tt.authenticate)
+			if !errors.Is(err, tt.want) || (tt.want == nil && err != nil) {
+				t.Errorf("AdmitCert: have %v, want %v", err, tt.want)
+			}
+		})
+	}
+	t.Run("storage error", func(t *testing.T) {
+		failing := newFakeStore()
+		failing.err = errors.New("database down")
+		if err := New(&recorder{}, failing).AdmitCert(ctx, unbound, false); !errors.Is(err, failing.err) {
+			t.Errorf("AdmitCert: have %v, want the storage error", err)
+		}
+	})
+}

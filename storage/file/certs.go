@@ -145,12 +145,12 @@ func exists(path string) (bool, error) {
 }
 
 // HasCertHash implements storage.CertAuthStore.
-func (s *Storage) HasCertHash(r *mdm.Request, hash string) (bool, error) {
-	_, marker, err := s.certHashPaths(r, hash)
-	if err != nil {
-		return false, err
+// r needs no enrollment.
+func (s *Storage) HasCertHash(_ *mdm.Request, hash string) (bool, error) {
+	if !isHashName(hash) {
+		return false, fmt.Errorf("invalid certificate hash %q", hash)
 	}
-	return exists(marker)
+	return exists(filepath.Join(s.dir, certHashesDir, hash))
 }
 
 // EnrollmentHasCertHash implements storage.CertAuthStore.

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/nanomdm/nanomdm/cryptoutil"
+	"github.com/nanomdm/nanomdm/mdm"
 	"github.com/nanomdm/nanomdm/storage"
 )
 
@@ -164,6 +165,8 @@ func testCertAuth(t *testing.T, s storage.AllStorage) {
 	// Before any association; the device need not be enrolled yet.
 	has, err := s.HasCertHash(dev.Request(), h1)
 	check("HasCertHash before associating", has, err, false)
+	has, err = s.HasCertHash(&mdm.Request{Context: context.Background()}, h1)
+	check("HasCertHash of a request naming no enrollment, before associating", has, err, false)
 	has, err = s.EnrollmentHasCertHash(dev.Request(), h1)
 	check("EnrollmentHasCertHash before associating", has, err, false)
 	has, err = s.IsCertHashAssociated(dev.Request(), h1)
@@ -202,6 +205,8 @@ func testCertAuth(t *testing.T, s storage.AllStorage) {
 	check("IsCertHashAssociated with another device", has, err, false)
 	has, err = s.HasCertHash(other.Request(), NewCertHash())
 	check("HasCertHash of unknown hash", has, err, false)
+	has, err = s.HasCertHash(&mdm.Request{Context: context.Background()}, h1)
+	check("HasCertHash of a request naming no enrollment", has, err, true)
 
 	// A hash of one device is refused for another, which stays unbound.
 	if err := s.AssociateCertHash(other.Request(), h1, notAfter); !errors.Is(err, storage.ErrCertHashTaken) {

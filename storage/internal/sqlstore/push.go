@@ -134,10 +134,11 @@ func (s *Store) RetrievePushCertTopics(ctx context.Context) ([]string, error) {
 }
 
 // HasCertHash implements storage.CertAuthStore.
+// r needs no enrollment: only its context is used.
 func (s *Store) HasCertHash(r *mdm.Request, hash string) (bool, error) {
-	ctx, _, _, err := requestIDs(r)
-	if err != nil {
-		return false, err
+	ctx := context.Background()
+	if r != nil && r.Context != nil {
+		ctx = r.Context
 	}
 	return s.exists(ctx, s.d.Queries.HasCertHash, Args{"sha256": hash})
 }
