@@ -14,6 +14,7 @@ import (
 type Store interface {
 	storage.AllStorage
 	storage.InspectionStore
+	storage.FleetCounter
 	storage.CertAuthRetriever
 	storage.Pinger
 }
@@ -220,6 +221,13 @@ func (s *instrumented) RetrieveCommandResults(ctx context.Context, uuid, after s
 	start := time.Now()
 	v, err := s.next.RetrieveCommandResults(ctx, uuid, after, limit, statusOnly)
 	s.done("RetrieveCommandResults", start, err)
+	return v, err
+}
+
+func (s *instrumented) RetrieveFleetCounts(ctx context.Context, now time.Time) (*storage.FleetCounts, error) {
+	start := time.Now()
+	v, err := s.next.RetrieveFleetCounts(ctx, now)
+	s.done("RetrieveFleetCounts", start, err)
 	return v, err
 }
 

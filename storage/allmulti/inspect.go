@@ -3,6 +3,7 @@ package allmulti
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/nanomdm/nanomdm/storage"
 )
@@ -72,3 +73,12 @@ var (
 	_ storage.CertAuthRetriever = (*Storage)(nil)
 	_ storage.Pinger            = (*Storage)(nil)
 )
+
+// RetrieveFleetCounts implements storage.FleetCounter (first backend).
+func (s *Storage) RetrieveFleetCounts(ctx context.Context, now time.Time) (*storage.FleetCounts, error) {
+	r, err := firstAs[storage.FleetCounter](s, "count the fleet")
+	if err != nil {
+		return nil, err
+	}
+	return r.RetrieveFleetCounts(ctx, now)
+}
