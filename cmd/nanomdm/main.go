@@ -18,6 +18,7 @@ import (
 	mdmhttp "github.com/nanomdm/nanomdm/http"
 	"github.com/nanomdm/nanomdm/http/api"
 	httpmdm "github.com/nanomdm/nanomdm/http/mdm"
+	"github.com/nanomdm/nanomdm/http/ui"
 	"github.com/nanomdm/nanomdm/log"
 	"github.com/nanomdm/nanomdm/log/gokit"
 	"github.com/nanomdm/nanomdm/metrics"
@@ -63,6 +64,7 @@ type config struct {
 	uaZLDC          bool
 	retro           bool
 	migration       bool
+	ui              bool
 	bodyLimit       int64
 	apiMaxIDs       int
 	apiFailLimit    int
@@ -100,6 +102,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	fs.BoolVar(&c.version, "version", false, "print version and exit")
 	fs.BoolVar(&c.retro, "retro", false, "allow retroactive certificate association for enrollments with none (e.g. migrated)")
 	fs.BoolVar(&c.migration, "migration", false, "serve /migration: raw check-ins to the core service, Basic auth with the -api key (needs -api)")
+	fs.BoolVar(&c.ui, "ui", false, "serve the operator console at /ui/ (needs -api; operators sign in with the API key)")
 	fs.BoolVar(&c.uaZLDC, "ua-zl-dc", false, "answer UserAuthenticate with a zero-length DigestChallenge instead of 410")
 	fs.Int64Var(&c.bodyLimit, "max-body-bytes", httpmdm.DefaultBodyLimit, "largest request body accepted; larger ones are answered 413")
 	fs.IntVar(&c.apiMaxIDs, "api-max-ids", api.DefaultMaxIDs, "most enrollment IDs accepted in one API call")
@@ -140,6 +143,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if c.migration && c.apiKey == "" {
 		return errors.New("-migration needs -api: /migration is authenticated with the API key")
+	}
+	if c.ui && c.apiKey == "" {
+		return errors.New("-ui needs -api: operators sign in to the console with the API key")
 	}
 	if c.caPath == "" && !c.disableMDM {
 		return errors.New("-ca is required: a PEM file of the CA that issues device identities")
@@ -253,12 +259,26 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return mdmhttp.BasicAuthMiddleware(mdmhttp.MethodsMiddleware(h, methods...), mdmhttp.APIUsername, c.apiKey, "nanomdm",
 				mdmhttp.WithAuthFailureLimiter(limiter))
 		}
-		mux.Handle("/v1/pushcert", auth(api.PushCertHandler(store, apiOpts...), http.MethodPut, http.MethodGet))
-		mux.Handle("/v1/enqueue/", auth(http.StripPrefix("/v1/enqueue/", api.EnqueueHandler(store, apiOpts...)), http.MethodPut, http.MethodPost))
-		mux.Handle("/v1/push/", auth(http.StripPrefix("/v1/push/", api.PushHandler(apiOpts...)), http.MethodGet, http.MethodPost))
+		actions := ui.Actions{
+			Enqueue:  api.EnqueueHandler(store, apiOpts...),
+			Push:     api.PushHandler(apiOpts...),
+			Queue:    api.QueueHandler(stores, apiOpts...),
+			PushCert: api.PushCertHandler(store, apiOpts...),
+		}
+		mux.Handle("/v1/pushcert", auth(actions.PushCert, http.MethodPut, http.MethodGet))
+		mux.Handle("/v1/enqueue/", auth(http.StripPrefix("/v1/enqueue/", actions.Enqueue), http.MethodPut, http.MethodPost))
+		mux.Handle("/v1/push/", auth(http.StripPrefix("/v1/push/", actions.Push), http.MethodGet, http.MethodPost))
 		mux.Handle("/v1/escrowkeyunlock", auth(api.EscrowKeyUnlockHandler(store, api.EscrowKeyUnlockTarget{URL: c.integrations.escrowURL}, apiOpts...), http.MethodPost))
 		mux.Handle("/v1/enrollments", auth(api.EnrollmentsHandler(stores, apiOpts...), http.MethodGet))
-		mux.Handle("/v1/enrollments/{id}/queue", auth(api.QueueHandler(stores, apiOpts...), http.MethodGet, http.MethodDelete))
+		mux.Handle("/v1/enrollments/{id}/queue", auth(actions.Queue, http.MethodGet, http.MethodDelete))
+		if c.ui {
+			mux.Handle(ui.Prefix+"/", ui.New(stores, c.apiKey, actions,
+				ui.WithLogger(logger.With("handler", "ui")),
+				ui.WithAuthFailureLimiter(limiter),
+				ui.WithServerInfo(version, c.storageName()),
+				ui.WithReportHistory(mtr),
+				ui.WithBodyLimit(c.bodyLimit)))
+		}
 		mux.Handle("/v1/commands/{uuid}/results", auth(api.CommandResultsHandler(stores, apiOpts...), http.MethodGet))
 		if c.metricsListen == "" {
 			mux.Handle("/metrics", auth(mtr.Handler(), http.MethodGet))

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/nanomdm/nanomdm/http/api"
+	"github.com/nanomdm/nanomdm/log"
 	"github.com/nanomdm/nanomdm/mdm/commands"
 )
 
@@ -108,14 +109,14 @@ func (c *Console) push(w http.ResponseWriter, r *http.Request, p *page) {
 		http.Redirect(w, r, enrollmentURL(e.ID)+"?done=pushed", http.StatusSeeOther)
 		return
 	}
-	d := &enrollmentData{E: *e, Form: url.Values{}}
+	reason := ""
 	if err != nil {
-		d.ActionNote = "Push failed: " + err.Error()
+		reason = err.Error()
 	} else {
-		_, pushErr := idOutcome(&resp, e.ID)
-		d.ActionNote = "Push failed: " + pushErr
+		_, reason = idOutcome(&resp, e.ID)
 	}
-	c.enrollmentPage(w, r, p, d, http.StatusBadGateway)
+	log.From(r.Context(), c.logger).Info("msg", "console push failed", "id", e.ID, "err", reason)
+	http.Redirect(w, r, enrollmentURL(e.ID)+"?done=pushfailed", http.StatusSeeOther)
 }
 
 func (c *Console) clearQueue(w http.ResponseWriter, r *http.Request, p *page) {
@@ -258,12 +259,14 @@ func (c *Console) sendCommand(w http.ResponseWriter, r *http.Request, p *page) {
 	case cmdErr != "":
 		d.FormError = cmdErr
 		c.enrollmentPage(w, r, p, d, status)
-	case pushErr != "":
-		d.Sent = resp.CommandUUID
-		d.ActionNote = fmt.Sprintf("Queued %s, but the push failed: %s. The device gets the command when it next checks in.", resp.RequestType, pushErr)
-		c.enrollmentPage(w, r, p, d, http.StatusOK)
 	default:
-		http.Redirect(w, r, enrollmentURL(e.ID)+"?sent="+url.QueryEscape(resp.CommandUUID), http.StatusSeeOther)
+		// Redirect, so that reloading or going back never sends it again.
+		to := enrollmentURL(e.ID) + "?sent=" + url.QueryEscape(resp.CommandUUID)
+		if pushErr != "" {
+			log.From(r.Context(), c.logger).Info("msg", "console push after enqueue failed", "id", e.ID, "err", pushErr)
+			to += "&done=pushfailed"
+		}
+		http.Redirect(w, r, to, http.StatusSeeOther)
 	}
 }
 

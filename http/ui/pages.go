@@ -11,6 +11,7 @@ import (
 
 	"github.com/nanomdm/nanomdm/mdm"
 	"github.com/nanomdm/nanomdm/mdm/commands"
+	"github.com/nanomdm/nanomdm/metrics"
 	"github.com/nanomdm/nanomdm/storage"
 )
 
@@ -75,6 +76,7 @@ type overviewData struct {
 	ReportStatuses                   []string
 	ReportTotals                     map[string]int
 	HasHistory                       bool
+	ReportsTotal                     int
 }
 
 // reportStatuses are the statuses the chart draws, in stacking order.
@@ -124,6 +126,9 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, p *page) {
 	if c.history != nil {
 		d.HasHistory = true
 		d.Reports, d.ReportTotals = reportChart(c.history.RecentReports(now))
+		for _, n := range d.ReportTotals {
+			d.ReportsTotal += n
+		}
 		d.ReportStatuses = reportStatuses
 	}
 	p.Title, p.Nav = "Overview", "overview"
@@ -148,7 +153,7 @@ func bars(counts []int, label func(i int) (string, string)) []Bar {
 const chartHeight = 120
 
 // reportChart lays out the report history as stacked columns.
-func reportChart(hours []ReportHour) ([]ReportColumn, map[string]int) {
+func reportChart(hours []metrics.ReportHour) ([]ReportColumn, map[string]int) {
 	totals := map[string]int{}
 	top := 0
 	for _, h := range hours {
@@ -410,9 +415,25 @@ func (c *Console) enrollmentPage(w http.ResponseWriter, r *http.Request, p *page
 		p.Flash = "Push sent."
 	case "cleared":
 		p.Flash = "Queue cleared."
+	case "pushfailed":
+		d.ActionNote = "The push failed: " + c.pushProblem(r, d)
 	}
 	p.Title, p.Nav = id, "enrollments"
 	c.render(w, r, status, "enrollment", p, d)
+}
+
+// pushProblem guesses why a push to the enrollment of d failed, from
+// what the console can see; the server log has the error itself.
+func (c *Console) pushProblem(r *http.Request, d *enrollmentData) string {
+	switch ci := c.certInfo(r, d.E.Topic, c.now()); {
+	case !d.HasPush:
+		return "the enrollment has no push data."
+	case ci.Missing:
+		return "no push certificate is stored for topic " + d.E.Topic + "."
+	case ci.Expired:
+		return "the push certificate for topic " + d.E.Topic + " has expired."
+	}
+	return "APNs or the network refused it; the server log has the reason."
 }
 
 type commandData struct {

@@ -21,6 +21,7 @@ import (
 
 	mdmhttp "github.com/nanomdm/nanomdm/http"
 	"github.com/nanomdm/nanomdm/log"
+	"github.com/nanomdm/nanomdm/metrics"
 	"github.com/nanomdm/nanomdm/storage"
 )
 
@@ -71,14 +72,7 @@ type Actions struct {
 // ReportHistory counts recent command reports, for the overview chart.
 type ReportHistory interface {
 	// RecentReports returns the reports of the last hours, oldest first.
-	RecentReports(now time.Time) []ReportHour
-}
-
-// ReportHour counts the command reports of the hour from Start, by
-// status.
-type ReportHour struct {
-	Start  time.Time
-	Counts map[string]int
+	RecentReports(now time.Time) []metrics.ReportHour
 }
 
 // Console serves the pages. Build it with New.
