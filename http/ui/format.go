@@ -30,7 +30,12 @@ func prettyPlist(raw []byte) string {
 	var v any
 	if err := plist.Unmarshal(raw, &v); err == nil {
 		if out, err := plist.MarshalIndent(v, "  "); err == nil {
-			return strings.TrimSpace(string(out))
+			// The XML declaration and DOCTYPE say nothing to a reader.
+			text := string(out)
+			if i := strings.Index(text, "<plist"); i >= 0 {
+				text = text[i:]
+			}
+			return strings.TrimSpace(text)
 		}
 	}
 	return asText(raw)

@@ -205,7 +205,10 @@ func (c *Console) certInfo(r *http.Request, topic string, now time.Time) CertInf
 			return ci
 		}
 	}
-	ci.NotAfter, ci.Subject = leaf.NotAfter, leaf.Subject.String()
+	ci.NotAfter, ci.Subject = leaf.NotAfter, leaf.Subject.CommonName
+	if ci.Subject == "" {
+		ci.Subject = leaf.Subject.String()
+	}
 	ci.Expired = now.After(leaf.NotAfter)
 	ci.Expiring = !ci.Expired && leaf.NotAfter.Sub(now) < certWarning
 	return ci

@@ -5,7 +5,10 @@ document.documentElement.classList.add("js");
 // Times: shown in the viewer's zone, with how long ago; the absolute
 // time, zone included, on hover.
 function showTimes() {
-  const fmt = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium", timeZoneName: "short" });
+  const fmt = new Intl.DateTimeFormat(undefined, {
+    year: "numeric", month: "short", day: "numeric",
+    hour: "2-digit", minute: "2-digit", second: "2-digit", timeZoneName: "short",
+  });
   const rel = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
   const now = Date.now();
   for (const el of document.querySelectorAll("time[datetime]")) {
