@@ -11,6 +11,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/groob/plist"
+
+	"github.com/nanomdm/nanomdm/mdm"
 )
 
 // maxPrettyBytes bounds the result plists the console decodes to show;
@@ -28,7 +30,7 @@ func prettyPlist(raw []byte) string {
 		return asText(raw[:maxPrettyBytes]) + "\n… (cut: " + fmt.Sprint(len(raw)) + " bytes in all)"
 	}
 	var v any
-	if err := plist.Unmarshal(raw, &v); err == nil {
+	if err := mdm.DecodePlist(raw, &v); err == nil {
 		if out, err := plist.MarshalIndent(v, "  "); err == nil {
 			// The XML declaration and DOCTYPE say nothing to a reader.
 			text := string(out)
