@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -93,6 +95,27 @@ func (s *shots) take(name string) chromedp.Action[chromedp.Void] {
 		}
 		return os.WriteFile(filepath.Join(s.dir, name+".png"), png, 0o644)
 	})
+}
+
+// TestConsoleFlag: -ui needs -api (operators sign in with the key), and
+// without -ui there is no console.
+func TestConsoleFlag(t *testing.T) {
+	err := run(context.Background(), []string{"nanomdm", "-listen", "127.0.0.1:0", "-ca", "unused.pem", "-ui", "-storage", "inmem"},
+		func(string) string { return "" }, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "-ui needs -api") {
+		t.Errorf("-ui without -api: have %v, want an error naming -api", err)
+	}
+	s := startServer(t)
+	req, _ := http.NewRequest(http.MethodGet, s.url+"/ui/", nil)
+	req.SetBasicAuth("nanomdm", testAPIKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("/ui/ without -ui: have %d, want 404", resp.StatusCode)
+	}
 }
 
 // TestConsoleInBrowser drives the console in headless Chromium against a

@@ -272,7 +272,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		mux.Handle("/v1/enrollments", auth(api.EnrollmentsHandler(stores, apiOpts...), http.MethodGet))
 		mux.Handle("/v1/enrollments/{id}/queue", auth(actions.Queue, http.MethodGet, http.MethodDelete))
 		if c.ui {
-			mux.Handle(ui.Prefix+"/", ui.New(stores, c.apiKey, actions,
+			mux.Handle("/ui/", ui.New(stores, c.apiKey, actions,
 				ui.WithLogger(logger.With("handler", "ui")),
 				ui.WithAuthFailureLimiter(limiter),
 				ui.WithServerInfo(version, c.storageName()),
