@@ -254,7 +254,8 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Errorf("queue after raw plist: %q", have)
 	}
 	run("queue", shot.take("07-enrollment-queue"))
-	run("removing", chromedp.Click(chromedp.CSS(`button.danger`)), chromedp.WaitVisible(chromedp.CSS(".flash.ok")))
+	// (The page already has a .flash.ok: wait for the emptied queue.)
+	run("removing", chromedp.Click(chromedp.CSS(`button.danger`)), chromedp.WaitVisible(chromedp.CSS("table.list td.empty")))
 	if have := text("table.list tbody"); !strings.Contains(have, "Nothing queued") {
 		t.Errorf("queue after removing: %q", have)
 	}
@@ -281,6 +282,12 @@ func TestConsoleInBrowser(t *testing.T) {
 		shot.take("09-pushcert-stored"))
 	if have := text("main"); !strings.Contains(have, "Stored the push certificate for "+simulator.DefaultTopic) {
 		t.Errorf("after upload: page says %q", have)
+	}
+
+	// The overview now shows the answered command and the stored certificate.
+	run("overview after", chromedp.Navigate(s.url+"/ui/"), chromedp.WaitVisible(chromedp.CSS("svg.chart")), shot.take("10-overview"))
+	if have := text("main"); strings.Contains(have, "no certificate stored") || !strings.Contains(have, "Acknowledged 1") {
+		t.Errorf("overview after: want the certificate valid and one Acknowledged result, page says %q", have)
 	}
 
 	// Nothing device-supplied ran as script.
