@@ -37,6 +37,11 @@ document.addEventListener("DOMContentLoaded", () => {
       if (!window.confirm(form.dataset.confirm)) ev.preventDefault();
     });
   }
+  // Live refresh while waiting for a device: reload while the tab is seen.
+  const wait = document.querySelector("[data-refresh]");
+  if (wait) {
+    setInterval(() => { if (!document.hidden) location.reload(); }, 1000 * Number(wait.dataset.refresh));
+  }
   // Choosing a template shows its form at once.
   for (const sel of document.querySelectorAll("select[data-autosubmit]")) {
     sel.addEventListener("change", () => sel.form.submit());
