@@ -12,6 +12,13 @@ if [ -f .ci/sqldb.sh ]; then
 	eval "$(bash .ci/sqldb.sh)"
 fi
 
+# The operator console's tests drive headless Chromium from the
+# distribution's packages.
+if ! command -v chromium >/dev/null; then
+	echo "== installing chromium (for the console's browser tests)"
+	apt-get update && apt-get install -y chromium
+fi
+
 echo "== gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
 if [ -n "$unformatted" ]; then

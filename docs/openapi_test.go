@@ -247,6 +247,8 @@ var requiredStatus = map[string]map[string][]string{
 	"/metrics":                    {"GET": {"200", "401", "405"}},
 	"/healthz":                    {"GET": {"200"}},
 	"/readyz":                     {"GET": {"200", "503"}},
+	// The operator console (operations guide, "Operator console").
+	"/ui/{page}": {"GET": {"200", "303", "401", "404", "429", "500"}, "POST": {"303", "400", "401", "403", "404", "413", "429", "500"}},
 }
 
 var authProxyStatus = []string{"400", "403", "413", "500", "502"}

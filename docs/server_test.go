@@ -197,7 +197,7 @@ func TestOpenAPIProbe(t *testing.T) {
 	const key = "probe-key"
 	const limit = 4096
 	args := []string{"-ca", caPath, "-api", key, "-storage-dsn", filepath.Join(dir, "db"),
-		"-checkin", "-migration", "-escrowkeyunlock-url", "http://" + freePort(t) + "/unlock",
+		"-checkin", "-migration", "-ui", "-escrowkeyunlock-url", "http://" + freePort(t) + "/unlock",
 		"-max-body-bytes", fmt.Sprint(limit)}
 	bin := commandBinary(t, "nanomdm")
 	// The auth proxy needs a backend that finds enrollments by certificate

@@ -132,3 +132,27 @@ func writeLocked(w nethttp.ResponseWriter, left time.Duration) {
 	w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
 	WriteJSONError(w, nethttp.StatusTooManyRequests, errTooManyFailures)
 }
+
+// LockedOut returns how much longer the client of r is locked out, or 0.
+// A nil limiter locks no one out. For login forms that share the lock-out
+// of the Basic-authenticated routes.
+func (l *AuthFailureLimiter) LockedOut(r *nethttp.Request) time.Duration {
+	if l == nil {
+		return 0
+	}
+	return l.lockedFor(clientKey(r))
+}
+
+// Failed counts a failed authentication of the client of r.
+func (l *AuthFailureLimiter) Failed(r *nethttp.Request) {
+	if l != nil {
+		l.fail(clientKey(r))
+	}
+}
+
+// Succeeded clears the failures of the client of r.
+func (l *AuthFailureLimiter) Succeeded(r *nethttp.Request) {
+	if l != nil {
+		l.succeed(clientKey(r))
+	}
+}

@@ -132,9 +132,6 @@ func BasicAuthMiddleware(next nethttp.Handler, user, password, realm string, opt
 	for _, f := range opts {
 		f(&o)
 	}
-	// Digests are compared, not the texts: ConstantTimeCompare returns at
-	// once on a length mismatch, which would tell a guesser the length.
-	wantUser, wantPass := sha256.Sum256([]byte(user)), sha256.Sum256([]byte(password))
 	return nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
 		var key string
 		if o.limiter != nil {
@@ -145,10 +142,7 @@ func BasicAuthMiddleware(next nethttp.Handler, user, password, realm string, opt
 			}
 		}
 		u, p, ok := r.BasicAuth()
-		haveUser, havePass := sha256.Sum256([]byte(u)), sha256.Sum256([]byte(p))
-		userOK := subtle.ConstantTimeCompare(haveUser[:], wantUser[:])
-		passOK := subtle.ConstantTimeCompare(havePass[:], wantPass[:])
-		if !ok || userOK&passOK != 1 {
+		if !ok || !CredentialsMatch(u, p, user, password) {
 			if o.limiter != nil && o.limiter.fail(key) {
 				log.From(r.Context(), o.logger).Info("msg", "client locked out after failed API authentications",
 					"addr", key, "failures", o.limiter.limit, "for", o.limiter.window.String())
@@ -174,6 +168,16 @@ func NotFoundJSONMiddleware(mux *nethttp.ServeMux) nethttp.Handler {
 		}
 		mux.ServeHTTP(w, r)
 	})
+}
+
+// CredentialsMatch reports whether user and password are wantUser and
+// wantPassword, in time that tells a guesser nothing: digests are
+// compared, not the texts, as ConstantTimeCompare returns at once on a
+// length mismatch.
+func CredentialsMatch(user, password, wantUser, wantPassword string) bool {
+	hu, hp := sha256.Sum256([]byte(user)), sha256.Sum256([]byte(password))
+	wu, wp := sha256.Sum256([]byte(wantUser)), sha256.Sum256([]byte(wantPassword))
+	return subtle.ConstantTimeCompare(hu[:], wu[:])&subtle.ConstantTimeCompare(hp[:], wp[:]) == 1
 }
 
 // MethodsMiddleware answers 405 for methods not in allowed.

@@ -153,6 +153,12 @@ func decodePlist(data []byte, v any) error {
 	return nil
 }
 
+// DecodePlist decodes an XML or binary plist into v within the bounds
+// that guard every device message (size, depth, object counts), so a
+// hostile plist cannot panic the decoder or exhaust memory. Errors wrap
+// ErrDecode.
+func DecodePlist(data []byte, v any) error { return decodePlist(data, v) }
+
 // DecodeCheckin decodes a check-in message into one of the message types of
 // this package (as a pointer), keeping the raw bytes. Errors wrap ErrDecode
 // or ErrUnrecognizedMessageType.

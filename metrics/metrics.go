@@ -47,6 +47,8 @@ type Metrics struct {
 
 	storageErrors  *prometheus.CounterVec
 	storageSeconds *prometheus.HistogramVec
+
+	history reportHistory
 }
 
 // knownMessageTypes and knownStatuses are label values set up at zero,

@@ -3,6 +3,7 @@ package metrics
 import (
 	"github.com/nanomdm/nanomdm/mdm"
 	"github.com/nanomdm/nanomdm/service"
+	"time"
 )
 
 // serviceLink counts what passes through it to the next service.
@@ -65,6 +66,7 @@ func (s *serviceLink) GetToken(r *mdm.Request, msg *mdm.GetToken) (*mdm.GetToken
 
 func (s *serviceLink) CommandAndReportResults(r *mdm.Request, results *mdm.CommandResults) (*mdm.Command, error) {
 	s.m.reports.WithLabelValues(label(results.Status, knownStatuses)).Inc()
+	s.m.history.add(results.Status, time.Now())
 	cmd, err := s.next.CommandAndReportResults(r, results)
 	if err == nil && cmd != nil {
 		s.m.delivered.Inc()

@@ -224,6 +224,13 @@ func (s *instrumented) RetrieveCommandResults(ctx context.Context, uuid, after s
 	return v, err
 }
 
+func (s *instrumented) RetrieveFleetCounts(ctx context.Context, now time.Time) (*storage.FleetCounts, error) {
+	start := time.Now()
+	v, err := s.next.RetrieveFleetCounts(ctx, now)
+	s.done("RetrieveFleetCounts", start, err)
+	return v, err
+}
+
 func (s *instrumented) RetrieveEnrollmentIDByCertHash(ctx context.Context, hash string) (string, error) {
 	start := time.Now()
 	v, err := s.next.RetrieveEnrollmentIDByCertHash(ctx, hash)

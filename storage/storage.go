@@ -210,6 +210,7 @@ type AllStorage interface {
 	CertAuthRetriever
 	MigrationStore
 	InspectionStore
+	FleetCounter
 	Pinger
 }
 

@@ -18,6 +18,7 @@ import (
 	mdmhttp "github.com/nanomdm/nanomdm/http"
 	"github.com/nanomdm/nanomdm/http/api"
 	httpmdm "github.com/nanomdm/nanomdm/http/mdm"
+	"github.com/nanomdm/nanomdm/http/ui"
 	"github.com/nanomdm/nanomdm/log"
 	"github.com/nanomdm/nanomdm/log/gokit"
 	"github.com/nanomdm/nanomdm/metrics"
@@ -60,6 +61,7 @@ type config struct {
 	uaZLDC          bool
 	retro           bool
 	migration       bool
+	ui              bool
 	bodyLimit       int64
 	bodyBudget      int64
 	apiMaxIDs       int
@@ -98,6 +100,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	fs.BoolVar(&c.version, "version", false, "print version and exit")
 	fs.BoolVar(&c.retro, "retro", false, "allow retroactive certificate association for enrollments with none (e.g. migrated)")
 	fs.BoolVar(&c.migration, "migration", false, "serve /migration: raw check-ins to the core service, Basic auth with the -api key (needs -api)")
+	fs.BoolVar(&c.ui, "ui", false, "serve the operator console at /ui/ (needs -api; operators sign in with the API key)")
 	fs.BoolVar(&c.uaZLDC, "ua-zl-dc", false, "answer UserAuthenticate with a zero-length DigestChallenge instead of 410")
 	fs.Int64Var(&c.bodyLimit, "max-body-bytes", httpmdm.DefaultBodyLimit, "largest request body accepted; larger ones are answered 413")
 	fs.Int64Var(&c.bodyBudget, "body-budget", mdmhttp.DefaultBodyBudget, "most bytes of request bodies read or held at once, MDM and API together; a body that finds no room within a second is answered 503 with Retry-After; 0 turns it off")
@@ -156,6 +159,9 @@ func (c *config) check() error {
 	}
 	if c.migration && c.apiKey == "" {
 		return errors.New("-migration needs -api: /migration is authenticated with the API key")
+	}
+	if c.ui && c.apiKey == "" {
+		return errors.New("-ui needs -api: operators sign in to the console with the API key")
 	}
 	if c.caPath == "" && !c.disableMDM {
 		return errors.New("-ca is required: a PEM file of the CA that issues device identities")
@@ -355,14 +361,28 @@ func (a *app) routes(ch *chain, verifier httpmdm.CertVerifier, pushFactory *nano
 			return mdmhttp.BasicAuthMiddleware(mdmhttp.MethodsMiddleware(withBudget(h), methods...), mdmhttp.APIUsername, c.apiKey, "nanomdm",
 				mdmhttp.WithAuthFailureLimiter(limiter), mdmhttp.WithAuthLogger(logger.With("handler", "api")))
 		}
-		mux.Handle("/v1/pushcert", auth(api.PushCertHandler(store, apiOpts...), http.MethodPut, http.MethodGet))
+		actions := ui.Actions{
+			Enqueue:  api.EnqueueHandler(store, apiOpts...),
+			Push:     api.PushHandler(apiOpts...),
+			Queue:    api.QueueHandler(store, apiOpts...),
+			PushCert: api.PushCertHandler(store, apiOpts...),
+		}
+		mux.Handle("/v1/pushcert", auth(actions.PushCert, http.MethodPut, http.MethodGet))
 		// GET too: the original accepts any method here and a command
 		// translator in use enqueues with GET and a body.
-		mux.Handle("/v1/enqueue/", auth(http.StripPrefix("/v1/enqueue/", api.EnqueueHandler(store, apiOpts...)), http.MethodPut, http.MethodPost, http.MethodGet))
-		mux.Handle("/v1/push/", auth(http.StripPrefix("/v1/push/", api.PushHandler(apiOpts...)), http.MethodGet, http.MethodPost))
+		mux.Handle("/v1/enqueue/", auth(http.StripPrefix("/v1/enqueue/", actions.Enqueue), http.MethodPut, http.MethodPost, http.MethodGet))
+		mux.Handle("/v1/push/", auth(http.StripPrefix("/v1/push/", actions.Push), http.MethodGet, http.MethodPost))
 		mux.Handle("/v1/escrowkeyunlock", auth(api.EscrowKeyUnlockHandler(store, api.EscrowKeyUnlockTarget{URL: c.integrations.escrowURL}, apiOpts...), http.MethodPost))
 		mux.Handle("/v1/enrollments", auth(api.EnrollmentsHandler(store, apiOpts...), http.MethodGet))
-		mux.Handle("/v1/enrollments/{id}/queue", auth(api.QueueHandler(store, apiOpts...), http.MethodGet, http.MethodDelete))
+		mux.Handle("/v1/enrollments/{id}/queue", auth(actions.Queue, http.MethodGet, http.MethodDelete))
+		if c.ui {
+			mux.Handle("/ui/", ui.New(store, c.apiKey, actions,
+				ui.WithLogger(logger.With("handler", "ui")),
+				ui.WithAuthFailureLimiter(limiter),
+				ui.WithServerInfo(version, c.storageName()),
+				ui.WithReportHistory(mtr),
+				ui.WithBodyLimit(c.bodyLimit)))
+		}
 		mux.Handle("/v1/commands/{uuid}/results", auth(api.CommandResultsHandler(store, apiOpts...), http.MethodGet))
 		if c.metricsListen == "" {
 			mux.Handle("/metrics", auth(mtr.Handler(), http.MethodGet))

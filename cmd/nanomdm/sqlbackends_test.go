@@ -28,7 +28,7 @@ var allBackends = []backend{fileBackend, inmemBackend, pgsqlBackend, mysqlBacken
 
 // sqlTestDSN returns the DSN in the environment variable env, skipping t
 // when it is unset.
-func sqlTestDSN(t *testing.T, env string) string {
+func sqlTestDSN(t testing.TB, env string) string {
 	t.Helper()
 	dsn := os.Getenv(env)
 	if dsn == "" {
@@ -38,7 +38,7 @@ func sqlTestDSN(t *testing.T, env string) string {
 }
 
 // freshPgSQL creates a schema of its own and returns a DSN that uses it.
-func freshPgSQL(t *testing.T) string {
+func freshPgSQL(t testing.TB) string {
 	t.Helper()
 	base := sqlTestDSN(t, "NANOMDM_TEST_PGSQL_DSN")
 	return sqldb.PgSQLSchema(t, openAdmin(t, "postgres", base), base)
@@ -53,7 +53,7 @@ func freshMySQL(t *testing.T) string {
 
 // openAdmin opens the connection that creates and drops a test's own
 // schema or database; it closes after the drop (cleanups run last first).
-func openAdmin(t *testing.T, driver, dsn string) *sql.DB {
+func openAdmin(t testing.TB, driver, dsn string) *sql.DB {
 	t.Helper()
 	admin, err := sql.Open(driver, dsn)
 	if err != nil {

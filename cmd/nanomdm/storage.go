@@ -4,12 +4,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/nanomdm/nanomdm/cmd/internal/cli"
 	"github.com/nanomdm/nanomdm/log"
 	"github.com/nanomdm/nanomdm/storage"
 	"github.com/nanomdm/nanomdm/storage/allmulti"
 )
+
+// storageName names the storage backends, as the console shows them.
+func (c *config) storageName() string {
+	if len(c.storage) == 0 {
+		return "file"
+	}
+	return strings.Join(c.storage, " + ")
+}
 
 // openStorages opens every -storage triple.
 func openStorages(ctx context.Context, c *config, logger log.Logger) (storage.AllStorage, func(), error) {

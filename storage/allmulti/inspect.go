@@ -2,6 +2,7 @@ package allmulti
 
 import (
 	"context"
+	"time"
 
 	"github.com/nanomdm/nanomdm/storage"
 )
@@ -40,4 +41,9 @@ func (s *Storage) RetrieveCommandResults(ctx context.Context, uuid, after string
 // backend).
 func (s *Storage) RetrievePushCertTopics(ctx context.Context) ([]string, error) {
 	return s.stores[0].RetrievePushCertTopics(ctx)
+}
+
+// RetrieveFleetCounts implements storage.FleetCounter (first backend).
+func (s *Storage) RetrieveFleetCounts(ctx context.Context, now time.Time) (*storage.FleetCounts, error) {
+	return s.stores[0].RetrieveFleetCounts(ctx, now)
 }

@@ -209,6 +209,18 @@ ORDER BY 1, 2, 3`,
 	SelectEnrollmentIDByCertHash: `
 SELECT id FROM nano_cert_auth_associations WHERE sha256 = :sha256 ORDER BY id LIMIT 1`,
 
+	SelectFleetCounts: `
+SELECT e.topic, e.type, e.enabled,
+       CASE WHEN UNIX_TIMESTAMP(e.last_seen_at) * 1000000 > :seen0 THEN 0
+            WHEN UNIX_TIMESTAMP(e.last_seen_at) * 1000000 > :seen1 THEN 1
+            WHEN UNIX_TIMESTAMP(e.last_seen_at) * 1000000 > :seen2 THEN 2
+            ELSE 3 END,
+       COUNT(*)
+FROM nano_enrollments e
+GROUP BY 1, 2, 3, 4`,
+
+	CountQueued: `SELECT COUNT(*) FROM nano_enrollment_queue WHERE active = 1`,
+
 	SelectEnrollments: selectEnrollments + `
 WHERE e.id > :after` + enrollmentFilters,
 

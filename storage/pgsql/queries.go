@@ -220,6 +220,18 @@ ORDER BY 1, 2, 3`,
 	SelectEnrollmentIDByCertHash: `
 SELECT id FROM cert_auth_associations WHERE sha256 = :sha256 ORDER BY id LIMIT 1`,
 
+	SelectFleetCounts: `
+SELECT e.topic, e.type, e.enabled,
+       CASE WHEN e.last_seen_at > TIMESTAMPTZ 'epoch' + CAST(:seen0 AS BIGINT) * INTERVAL '1 microsecond' THEN 0
+            WHEN e.last_seen_at > TIMESTAMPTZ 'epoch' + CAST(:seen1 AS BIGINT) * INTERVAL '1 microsecond' THEN 1
+            WHEN e.last_seen_at > TIMESTAMPTZ 'epoch' + CAST(:seen2 AS BIGINT) * INTERVAL '1 microsecond' THEN 2
+            ELSE 3 END,
+       COUNT(*)
+FROM enrollments e
+GROUP BY 1, 2, 3, 4`,
+
+	CountQueued: `SELECT COUNT(*) FROM enrollment_queue WHERE active`,
+
 	SelectEnrollments: selectEnrollments + `
 WHERE e.id > CAST(:after AS VARCHAR)` + enrollmentFilters,
 

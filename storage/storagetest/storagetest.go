@@ -67,6 +67,7 @@ func RunWith(t *testing.T, newStore func(t *testing.T) storage.AllStorage, opts 
 		{"Ping", testPing},
 		{"ListEnrollments", testListEnrollments},
 		{"ListQueue", testListQueue},
+		{"FleetCounts", testFleetCounts},
 		{"CommandResults", func(t *testing.T, s storage.AllStorage) { testCommandResults(t, s, opts.DiscardsResults) }},
 	}
 	for _, tc := range cases {

@@ -213,6 +213,13 @@ type Queries struct {
 	// ordered by id; SelectCommandStatuses returns only id and status.
 	SelectCommandResults  string
 	SelectCommandStatuses string
+
+	// SelectFleetCounts returns topic, type, enabled, last-seen window
+	// (0 when last seen after :seen0, 1 after :seen1, 2 after :seen2,
+	// else 3; Unix microseconds) and count of every group of enrollments;
+	// CountQueued the number of outstanding queue rows.
+	SelectFleetCounts string
+	CountQueued       string
 }
 
 // Store implements storage.AllStorage over a *sql.DB with a Dialect.
