@@ -62,6 +62,7 @@ func RunWith(t *testing.T, newStore func(t *testing.T) storage.AllStorage, opts 
 		{"EdgeCases", testEdgeCases},
 		{"CertHashOwner", testCertHashOwner},
 		{"Ping", testPing},
+		{"SCEPChallenges", testSCEPChallenges},
 		{"ListEnrollments", testListEnrollments},
 		{"ListQueue", testListQueue},
 		{"CommandResults", func(t *testing.T, s storage.AllStorage) { testCommandResults(t, s, opts.DiscardsResults) }},
