@@ -41,3 +41,12 @@ func (s *Storage) ConsumeSCEPChallenge(ctx context.Context, key string) (bool, e
 	})
 	return first != nil && *first, err
 }
+
+// RetrievePushTopics implements storage.PushTopicLister (first backend).
+func (s *Storage) RetrievePushTopics(ctx context.Context) ([]string, error) {
+	r, err := firstAs[storage.PushTopicLister](s, "list push topics")
+	if err != nil {
+		return nil, err
+	}
+	return r.RetrievePushTopics(ctx)
+}

@@ -11,8 +11,10 @@ const challengeTable = `CREATE TABLE nano_scep_challenges (
     INDEX (expires_at)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;`
 
-// challengeQueries keep the SCEP server's one-time challenges.
-var challengeQueries = sqlstore.ChallengeQueries{
+// challengeQueries list push topics and keep the SCEP server's one-time
+// challenges.
+var challengeQueries = sqlstore.EnrollQueries{
+	SelectPushTopics: `SELECT topic FROM nano_push_certs ORDER BY topic`,
 	UpsertChallenge: `
 INSERT INTO nano_scep_challenges (challenge, expires_at) VALUES (:challenge, :expires_at)
 ON DUPLICATE KEY UPDATE expires_at = VALUES(expires_at)`,

@@ -12,8 +12,10 @@ const challengeTable = `CREATE TABLE scep_challenges (
 
 CREATE INDEX scep_challenges_expires_at_idx ON scep_challenges (expires_at);`
 
-// challengeQueries keep the SCEP server's one-time challenges.
-var challengeQueries = sqlstore.ChallengeQueries{
+// challengeQueries list push topics and keep the SCEP server's one-time
+// challenges.
+var challengeQueries = sqlstore.EnrollQueries{
+	SelectPushTopics: `SELECT topic FROM push_certs ORDER BY topic COLLATE "C"`,
 	UpsertChallenge: `
 INSERT INTO scep_challenges (challenge, expires_at) VALUES (:challenge, :expires_at)
 ON CONFLICT (challenge) DO UPDATE SET expires_at = EXCLUDED.expires_at`,

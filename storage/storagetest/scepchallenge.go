@@ -2,6 +2,8 @@ package storagetest
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -84,5 +86,37 @@ func testSCEPChallenges(t *testing.T, s storage.AllStorage) {
 	wg.Wait()
 	if have := wins.Load(); have != 1 {
 		t.Errorf("concurrent consumers that won: have %d, want 1", have)
+	}
+}
+
+// testPushTopics covers storage.PushTopicLister: stored topics are
+// listed once each, in bytewise order (other subtests may share the
+// store, so only this one's topics are looked for).
+func testPushTopics(t *testing.T, s storage.AllStorage) {
+	ctx := context.Background()
+	l := role[storage.PushTopicLister](t, s)
+	prefix := "com.apple.mgmt.External.topics-" + NewCertHash()[:12]
+	want := []string{prefix + "-a", prefix + "-b"}
+	for _, topic := range []string{want[1], want[0], want[1]} {
+		cert, key := NewPushCert(t, topic)
+		if err := s.StorePushCert(ctx, cert, key); err != nil {
+			t.Fatalf("store push cert: %v", err)
+		}
+	}
+	topics, err := l.RetrievePushTopics(ctx)
+	if err != nil {
+		t.Fatalf("list topics: %v", err)
+	}
+	if !slices.IsSorted(topics) {
+		t.Errorf("topics not in bytewise order: %q", topics)
+	}
+	var have []string
+	for _, topic := range topics {
+		if strings.HasPrefix(topic, prefix) {
+			have = append(have, topic)
+		}
+	}
+	if !slices.Equal(have, want) {
+		t.Errorf("stored topics listed: have %q, want %q", have, want)
 	}
 }

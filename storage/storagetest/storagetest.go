@@ -63,6 +63,7 @@ func RunWith(t *testing.T, newStore func(t *testing.T) storage.AllStorage, opts 
 		{"CertHashOwner", testCertHashOwner},
 		{"Ping", testPing},
 		{"SCEPChallenges", testSCEPChallenges},
+		{"PushTopics", testPushTopics},
 		{"ListEnrollments", testListEnrollments},
 		{"ListQueue", testListQueue},
 		{"CommandResults", func(t *testing.T, s storage.AllStorage) { testCommandResults(t, s, opts.DiscardsResults) }},

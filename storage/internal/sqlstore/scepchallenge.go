@@ -6,10 +6,13 @@ import (
 	"time"
 )
 
-// ChallengeQueries is the SQL text of the SCEP challenge store. Expiry
-// times are Unix nanoseconds, compared with the server's clock, not the
-// database's.
-type ChallengeQueries struct {
+// EnrollQueries is the SQL text of what enrollment needs: the SCEP
+// challenge store and the push topic list. Expiry times are Unix
+// nanoseconds, compared with the server's clock, not the database's.
+type EnrollQueries struct {
+	// SelectPushTopics returns every push certificate topic, in bytewise
+	// order.
+	SelectPushTopics string
 	// UpsertChallenge stores :challenge with :expires_at, replacing the
 	// expiry of an existing row.
 	UpsertChallenge string
@@ -42,4 +45,22 @@ func (s *Store) ConsumeSCEPChallenge(ctx context.Context, key string) (bool, err
 		return false, fmt.Errorf("consuming challenge: %w", err)
 	}
 	return n == 1, nil
+}
+
+// RetrievePushTopics implements storage.PushTopicLister.
+func (s *Store) RetrievePushTopics(ctx context.Context) ([]string, error) {
+	rows, err := s.query(ctx, s.db, s.d.Challenges.SelectPushTopics, Args{})
+	if err != nil {
+		return nil, fmt.Errorf("listing push topics: %w", err)
+	}
+	defer rows.Close()
+	topics := []string{}
+	for rows.Next() {
+		var t string
+		if err := rows.Scan(&t); err != nil {
+			return nil, fmt.Errorf("listing push topics: %w", err)
+		}
+		topics = append(topics, t)
+	}
+	return topics, rows.Err()
 }

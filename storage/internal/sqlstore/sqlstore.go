@@ -30,7 +30,7 @@ type Dialect struct {
 	MaxParams int
 
 	Queries    Queries
-	Challenges ChallengeQueries
+	Challenges EnrollQueries
 	Schema     Schema
 
 	// IsDuplicate reports a unique-key violation.
