@@ -60,7 +60,7 @@ type server struct {
 const testAPIKey = "test-api-key"
 
 // startServer runs the server with a fresh CA and extra flags, waiting
-// until it answers /version.
+// until it answers /version. {addr} in a flag stands for its address.
 func startServer(t *testing.T, extra ...string) *server {
 	t.Helper()
 	dir := t.TempDir()
@@ -73,8 +73,10 @@ func startServer(t *testing.T, extra ...string) *server {
 		t.Fatal(err)
 	}
 	addr := freeAddr(t)
-	args := append([]string{"nanomdm", "-listen", addr, "-ca", caPath, "-api", testAPIKey,
-		"-storage-dsn", filepath.Join(dir, "db")}, extra...)
+	args := []string{"nanomdm", "-listen", addr, "-ca", caPath, "-api", testAPIKey, "-storage-dsn", filepath.Join(dir, "db")}
+	for _, a := range extra {
+		args = append(args, strings.ReplaceAll(a, "{addr}", addr)) // e.g. -public-url http://{addr}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &server{url: "http://" + addr, ca: ca, logs: &syncBuffer{}, stdout: &syncBuffer{}, cancel: cancel, done: make(chan error, 1)}
 	go func() { s.done <- run(ctx, args, func(string) string { return "" }, s.stdout, s.logs) }()

@@ -221,7 +221,7 @@ func (h *handler) profile(ctx context.Context) ([]byte, error) {
 				return nil, fmt.Errorf("getting SCEP challenge: %w", err)
 			}
 		}
-		identity = &scepPayload{
+		identity = scepPayload{
 			payload: payload{
 				PayloadType: "com.apple.security.scep", PayloadVersion: 1, PayloadUUID: identityUUID,
 				PayloadIdentifier: id + ".enroll.identity", PayloadDisplayName: "MDM device identity",
@@ -234,7 +234,7 @@ func (h *handler) profile(ctx context.Context) ([]byte, error) {
 		}
 	default:
 		a := h.cfg.ACME
-		identity = &acmePayload{
+		identity = acmePayload{
 			payload: payload{
 				PayloadType: "com.apple.security.acme", PayloadVersion: 1, PayloadUUID: identityUUID,
 				PayloadIdentifier: id + ".enroll.identity", PayloadDisplayName: "MDM device identity",
@@ -246,7 +246,7 @@ func (h *handler) profile(ctx context.Context) ([]byte, error) {
 			ExtendedKeyUsage: []string{"1.3.6.1.5.5.7.3.2"},
 		}
 	}
-	content := []any{identity, &mdmPayload{
+	content := []any{identity, mdmPayload{
 		payload: payload{
 			PayloadType: "com.apple.mdm", PayloadVersion: 1, PayloadUUID: newUUID(),
 			PayloadIdentifier: id + ".enroll.mdm", PayloadDisplayName: "MDM enrollment",
@@ -262,7 +262,7 @@ func (h *handler) profile(ctx context.Context) ([]byte, error) {
 		ServerCapabilities:      ServerCapabilities,
 	}}
 	if h.cfg.RootCA != nil {
-		content = append(content, &certPayload{
+		content = append(content, certPayload{
 			payload: payload{
 				PayloadType: "com.apple.security.root", PayloadVersion: 1, PayloadUUID: newUUID(),
 				PayloadIdentifier: id + ".enroll.ca", PayloadDisplayName: "MDM certificate authority",

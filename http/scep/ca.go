@@ -7,11 +7,10 @@
 package scep
 
 import (
-	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"math/big"
@@ -46,28 +45,19 @@ func WithCAClock(now func() time.Time) CAOption { return func(c *CA) { c.now = n
 var ErrNotRSA = errors.New("SCEP CA key must be RSA")
 
 // NewCA returns a CA from a PEM certificate (the first of certPEM) and its
-// PEM private key (PKCS#1 or PKCS#8, RSA).
+// PEM private key (RSA, PKCS#1 or PKCS#8), which must match.
 func NewCA(certPEM, keyPEM []byte, opts ...CAOption) (*CA, error) {
 	certs, err := cryptoutil.ParseCertificatesPEM(certPEM)
 	if err != nil {
 		return nil, fmt.Errorf("reading CA certificate: %w", err)
 	}
-	block, _ := pem.Decode(keyPEM)
-	if block == nil {
-		return nil, errors.New("reading CA key: no PEM block")
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("reading CA certificate and key: %w", err)
 	}
-	var key crypto.PrivateKey
-	if key, err = x509.ParsePKCS8PrivateKey(block.Bytes); err != nil {
-		if key, err = x509.ParsePKCS1PrivateKey(block.Bytes); err != nil {
-			return nil, fmt.Errorf("reading CA key: %w", ErrNotRSA)
-		}
-	}
-	rsaKey, ok := key.(*rsa.PrivateKey)
+	rsaKey, ok := pair.PrivateKey.(*rsa.PrivateKey)
 	if !ok {
-		return nil, fmt.Errorf("reading CA key: %w", ErrNotRSA)
-	}
-	if !rsaKey.PublicKey.Equal(certs[0].PublicKey) {
-		return nil, errors.New("CA key does not match the CA certificate")
+		return nil, ErrNotRSA
 	}
 	if !certs[0].IsCA {
 		return nil, errors.New("CA certificate is not a CA (basic constraints)")

@@ -34,6 +34,12 @@ func NewCA(commonName string) (*CA, error) {
 	if err != nil {
 		return nil, fmt.Errorf("generating CA key: %w", err)
 	}
+	return NewCAWithKey(commonName, key)
+}
+
+// NewCAWithKey is NewCA for a key the caller chose: an RSA key for a
+// SCEP CA, whose clients encrypt their requests to it.
+func NewCAWithKey(commonName string, key crypto.Signer) (*CA, error) {
 	now := time.Now()
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial(),
