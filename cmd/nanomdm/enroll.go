@@ -213,7 +213,7 @@ func (c *enrollConfig) mount(mux *http.ServeMux, store storage.AllStorage, cfg *
 	if err != nil {
 		return fmt.Errorf("enrollment profile: %w", err)
 	}
-	mux.Handle("/mdm/enroll", mdmhttp.MethodsMiddleware(h, http.MethodGet, http.MethodHead))
+	mux.Handle("/mdm/enroll", mdmhttp.MethodsMiddleware(h, http.MethodGet))
 	return nil
 }
 

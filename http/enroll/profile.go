@@ -121,7 +121,8 @@ type handler struct {
 	logger     log.Logger
 }
 
-// Handler serves the enrollment profile on GET (and HEAD).
+// Handler serves the enrollment profile; the caller restricts methods
+// (GET).
 func Handler(cfg Config, opts ...Option) (http.Handler, error) {
 	if (cfg.SCEP == nil) == (cfg.ACME == nil) {
 		return nil, errors.New("enrollment profile needs exactly one identity payload: SCEP or ACME")
@@ -164,11 +165,6 @@ func IdentifierFor(serverURL string) string {
 var ErrNoTopic = errors.New("no single push certificate to take the topic from: upload one or set the topic")
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-		return
-	}
 	if h.token != "" && subtle.ConstantTimeCompare([]byte(r.URL.Query().Get("token")), []byte(h.token)) != 1 {
 		http.Error(w, "forbidden", http.StatusForbidden)
 		return
