@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/rand"
+	"crypto/rsa"
 	"flag"
 	"fmt"
 	"io"
@@ -16,6 +18,7 @@ func runCA(args []string, stdout, stderr io.Writer) error {
 	dir := fs.String("out", "dev", "directory for ca.pem and ca.key")
 	cn := fs.String("cn", "nanomdm throwaway device CA", "common name of the CA")
 	force := fs.Bool("force", false, "replace an existing CA")
+	keyType := fs.String("key-type", "rsa", "CA key: rsa (2048-bit; needed by nanomdm's embedded SCEP server, -scep-ca-key) or ecdsa (P-256)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -24,7 +27,19 @@ func runCA(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "keeping existing CA %s\n", certPath)
 		return nil
 	}
-	ca, err := simulator.NewCA(*cn)
+	var ca *simulator.CA
+	var err error
+	switch *keyType {
+	case "rsa":
+		var key *rsa.PrivateKey
+		if key, err = rsa.GenerateKey(rand.Reader, 2048); err == nil {
+			ca, err = simulator.NewCAWithKey(*cn, key)
+		}
+	case "ecdsa":
+		ca, err = simulator.NewCA(*cn)
+	default:
+		return fmt.Errorf("-key-type %q: want rsa or ecdsa", *keyType)
+	}
 	if err != nil {
 		return err
 	}
@@ -41,6 +56,6 @@ func runCA(args []string, stdout, stderr io.Writer) error {
 	if err := os.WriteFile(certPath, ca.CertPEM(), 0o644); err != nil {
 		return fmt.Errorf("writing CA certificate: %w", err)
 	}
-	fmt.Fprintf(stdout, "wrote %s and %s (for trials only: production devices get identities from your SCEP CA)\n", certPath, keyPath)
+	fmt.Fprintf(stdout, "wrote %s and %s (for trials only: use your own CA in production)\n", certPath, keyPath)
 	return nil
 }

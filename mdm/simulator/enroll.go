@@ -240,12 +240,11 @@ func selfSigned(key *rsa.PrivateKey, commonName string) (*x509.Certificate, erro
 	return x509.ParseCertificate(der)
 }
 
-// EnrollFromProfile enrolls a new device the way a real one installs an
-// enrollment profile: it fetches the profile at profileURL, obtains its
-// identity from the profile's SCEP server with the profile's challenge,
-// then sends Authenticate and TokenUpdate to the profile's ServerURL
-// (CheckInURL). client may be nil; key, if not nil, is the identity key.
-func EnrollFromProfile(ctx context.Context, client *http.Client, profileURL string, key *rsa.PrivateKey) (*Device, *Profile, error) {
+// IdentityFromProfile gets an identity for commonName the way a device
+// installing the enrollment profile at profileURL does: it fetches the
+// profile (with its own challenge) and runs SCEP against the profile's
+// SCEP URL. client may be nil; key, if not nil, is the identity key.
+func IdentityFromProfile(ctx context.Context, client *http.Client, profileURL, commonName string, key *rsa.PrivateKey) (*Identity, *Profile, error) {
 	p, err := FetchProfile(ctx, client, profileURL)
 	if err != nil {
 		return nil, nil, err
@@ -256,9 +255,17 @@ func EnrollFromProfile(ctx context.Context, client *http.Client, profileURL stri
 	if _, err := url.Parse(p.SCEPURL); err != nil {
 		return nil, p, fmt.Errorf("profile SCEP URL: %w", err)
 	}
-	udid := NewUDID()
 	sc := &SCEPClient{URL: p.SCEPURL, Client: client, Key: key}
-	id, err := sc.Enroll(ctx, udid, p.Challenge)
+	id, err := sc.Enroll(ctx, commonName, p.Challenge)
+	return id, p, err
+}
+
+// EnrollFromProfile enrolls a new device as IdentityFromProfile, then
+// sends Authenticate and TokenUpdate to the profile's ServerURL
+// (CheckInURL) with the identity and the profile's topic.
+func EnrollFromProfile(ctx context.Context, client *http.Client, profileURL string, key *rsa.PrivateKey) (*Device, *Profile, error) {
+	udid := NewUDID()
+	id, p, err := IdentityFromProfile(ctx, client, profileURL, udid, key)
 	if err != nil {
 		return nil, p, err
 	}
