@@ -57,7 +57,8 @@ func writeCA(t *testing.T) (ca *simulator.CA, certPath, keyPath string) {
 
 // testServer serves store the way cmd/nanomdm does: /mdm behind the
 // identity middleware and certauth, /v1/enqueue/ behind Basic auth.
-func testServer(t *testing.T, ca *simulator.CA, store storage.AllStorage) *httptest.Server {
+// Each of more may add routes once the server's URL is known.
+func testServer(t *testing.T, ca *simulator.CA, store storage.AllStorage, more ...func(mux *http.ServeMux, url string)) *httptest.Server {
 	t.Helper()
 	verifier, err := certverify.NewPoolVerifier(ca.CertPEM(), nil)
 	if err != nil {
@@ -70,6 +71,9 @@ func testServer(t *testing.T, ca *simulator.CA, store storage.AllStorage) *httpt
 		http.StripPrefix("/v1/enqueue/", api.EnqueueHandler(store)), mdmhttp.APIUsername, testAPIKey, "nanomdm"))
 	srv := httptest.NewServer(mdmhttp.TraceLoggingMiddleware(mux, log.Nop))
 	t.Cleanup(srv.Close)
+	for _, f := range more {
+		f(mux, srv.URL)
+	}
 	return srv
 }
 
