@@ -3,8 +3,6 @@ package docs_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
 	"fmt"
 	"io"
 	"net"
@@ -354,23 +352,12 @@ func keysOfBools(m map[string]bool) []string {
 // embedded SCEP server with it.
 func scepCAFlags(t *testing.T, dir string) []string {
 	t.Helper()
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := simulator.NewCAWithKey("probe SCEP CA", key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyPEM, err := ca.KeyPEM()
+	ca, err := simulator.NewRSACA("probe SCEP CA")
 	if err != nil {
 		t.Fatal(err)
 	}
 	certPath, keyPath := filepath.Join(dir, "scep-ca.pem"), filepath.Join(dir, "scep-ca.key")
-	if err := os.WriteFile(certPath, ca.CertPEM(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyPath, keyPEM, 0o600); err != nil {
+	if err := ca.WriteFiles(certPath, keyPath); err != nil {
 		t.Fatal(err)
 	}
 	return []string{"-scep-ca-cert", certPath, "-scep-ca-key", keyPath}

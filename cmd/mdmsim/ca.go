@@ -1,8 +1,6 @@
 package main
 
 import (
-	"crypto/rand"
-	"crypto/rsa"
 	"flag"
 	"fmt"
 	"io"
@@ -31,10 +29,7 @@ func runCA(args []string, stdout, stderr io.Writer) error {
 	var err error
 	switch *keyType {
 	case "rsa":
-		var key *rsa.PrivateKey
-		if key, err = rsa.GenerateKey(rand.Reader, 2048); err == nil {
-			ca, err = simulator.NewCAWithKey(*cn, key)
-		}
+		ca, err = simulator.NewRSACA(*cn)
 	case "ecdsa":
 		ca, err = simulator.NewCA(*cn)
 	default:
@@ -43,18 +38,11 @@ func runCA(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	keyPEM, err := ca.KeyPEM()
-	if err != nil {
-		return err
-	}
 	if err := os.MkdirAll(*dir, 0o700); err != nil {
 		return fmt.Errorf("creating %s: %w", *dir, err)
 	}
-	if err := os.WriteFile(keyPath, keyPEM, 0o600); err != nil {
-		return fmt.Errorf("writing CA key: %w", err)
-	}
-	if err := os.WriteFile(certPath, ca.CertPEM(), 0o644); err != nil {
-		return fmt.Errorf("writing CA certificate: %w", err)
+	if err := ca.WriteFiles(certPath, keyPath); err != nil {
+		return err
 	}
 	fmt.Fprintf(stdout, "wrote %s and %s (for trials only: use your own CA in production)\n", certPath, keyPath)
 	return nil

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"crypto/rand"
-	"crypto/rsa"
 	"fmt"
 	"net/http"
 	"path/filepath"
@@ -19,11 +17,7 @@ import (
 // the SCEP server of the enrollment profile, one profile download (and
 // one-time challenge) per device, and runs as with a local CA.
 func TestLoadEnrollURL(t *testing.T) {
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sim, err := simulator.NewCAWithKey("load SCEP CA", key)
+	sim, err := simulator.NewRSACA("load SCEP CA")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -28,23 +27,12 @@ import (
 // returns it with the paths of its certificate and key.
 func scepCA(t *testing.T, dir string) (*simulator.CA, string, string) {
 	t.Helper()
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := simulator.NewCAWithKey("e2e SCEP CA", key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyPEM, err := ca.KeyPEM()
+	ca, err := simulator.NewRSACA("e2e SCEP CA")
 	if err != nil {
 		t.Fatal(err)
 	}
 	certPath, keyPath := filepath.Join(dir, "scep-ca.pem"), filepath.Join(dir, "scep-ca.key")
-	if err := os.WriteFile(certPath, ca.CertPEM(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyPath, keyPEM, 0o600); err != nil {
+	if err := ca.WriteFiles(certPath, keyPath); err != nil {
 		t.Fatal(err)
 	}
 	return ca, certPath, keyPath
@@ -210,13 +198,10 @@ func TestSignedProfile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keyPEM, err := signer.KeyPEM()
-	if err != nil {
+	certPath, keyPath := filepath.Join(dir, "sign.pem"), filepath.Join(dir, "sign.key")
+	if err := signer.WriteFiles(certPath, keyPath); err != nil {
 		t.Fatal(err)
 	}
-	certPath, keyPath := filepath.Join(dir, "sign.pem"), filepath.Join(dir, "sign.key")
-	os.WriteFile(certPath, signer.CertPEM(), 0o644)
-	os.WriteFile(keyPath, keyPEM, 0o600)
 	s := startServer(t, "-public-url", "https://mdm.example.com", "-enroll", "-checkin",
 		"-enroll-topic", "com.apple.mgmt.External.signed", "-enroll-scep-url", "https://scep.example.com/scep",
 		"-enroll-scep-challenge", "static-one", "-enroll-sign-cert", certPath, "-enroll-sign-key", keyPath,

@@ -9,7 +9,6 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"fmt"
-	"io"
 	"math/big"
 	"net/http"
 	"net/url"
@@ -82,32 +81,14 @@ func ParseProfile(raw []byte) (*Profile, error) {
 	return p, nil
 }
 
-// get fetches u and returns the body of a 200 answer, at most 1 MiB.
+// get fetches u and returns the body of a 200 answer, at most 1 MiB
+// (profiles and CA certificates are small).
 func get(ctx context.Context, client *http.Client, u string) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, err
 	}
-	return do(client, req)
-}
-
-func do(client *http.Client, req *http.Request) ([]byte, error) {
-	if client == nil {
-		client = defaultClient
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return body, &ErrStatus{Status: resp.StatusCode, Body: body}
-	}
-	return body, nil
+	return do(client, req, 1<<20)
 }
 
 // FetchProfile downloads and reads the enrollment profile at u.
@@ -204,7 +185,7 @@ func (c *SCEPClient) request(ctx context.Context, typ scep.MessageType, commonNa
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/x-pki-message")
-	body, err := do(c.Client, req)
+	body, err := do(c.Client, req, 1<<20)
 	if err != nil {
 		return nil, fmt.Errorf("PKIOperation: %w", err)
 	}
