@@ -240,6 +240,10 @@ var requiredStatus = map[string]map[string][]string{
 	"/v1/escrowkeyunlock": {"POST": {"200", "400", "401", "405", "413", "500", "502"}},
 	"/migration":          {"PUT": {"200", "400", "401", "405", "413", "500"}, "POST": {"200", "400", "401", "405", "413", "500"}},
 	"/version":            {"GET": {"200"}},
+	// Enrollment (operations guide, "Enrollment: profile and embedded SCEP").
+	"/mdm/enroll":        {"GET": {"200", "403", "405", "500", "503"}},
+	"/scep":              {"GET": {"200", "400", "413", "500"}, "POST": {"200", "400", "405", "413", "500"}},
+	"/v1/scep/challenge": {"POST": {"200", "401", "405", "500"}},
 	// Inspection, metrics and health (docs/visibility.md).
 	"/v1/enrollments":             {"GET": {"200", "400", "401", "405", "500"}},
 	"/v1/enrollments/{id}/queue":  {"GET": {"200", "400", "401", "404", "405", "500"}, "DELETE": {"200", "400", "401", "404", "405", "500"}},
@@ -254,7 +258,7 @@ var requiredStatus = map[string]map[string][]string{
 var authProxyStatus = []string{"400", "403", "413", "500", "502"}
 
 // publicPaths need no authentication at all.
-var publicPaths = map[string]bool{"/version": true, "/healthz": true, "/readyz": true}
+var publicPaths = map[string]bool{"/version": true, "/healthz": true, "/readyz": true, "/mdm/enroll": true}
 
 // TestOpenAPIRoutes checks docs/openapi.yaml against the server: every
 // registered route is documented with the methods it allows, every

@@ -185,3 +185,50 @@ func keysOfMaps(m map[string]map[string]any) []string {
 	}
 	return ks
 }
+
+// enrollQuickstartCommands are the short-path steps of docs/quickstart.md;
+// TestQuickstartEnroll runs them.
+var enrollQuickstartCommands = []string{
+	"go run ./cmd/mdmsim ca -out dev",
+	"go run ./cmd/nanomdm -api devkey -public-url http://localhost:9000 -enroll -enroll-topic com.apple.mgmt.External.trial -scep-ca-cert dev/ca.pem -scep-ca-key dev/ca.key",
+	"go run ./cmd/mdmsim device -enroll-url http://localhost:9000/mdm/enroll -ca dev -udid 5555-6666",
+	"go run ./cmd/mdmsim device -url http://localhost:9000/mdm -ca dev -udid 5555-6666 -enroll=false",
+}
+
+// TestQuickstartEnroll follows the short path of docs/quickstart.md with
+// the built commands: a CA from mdmsim, the server with the profile and
+// the embedded SCEP server and no -ca, a simulated device enrolling
+// through the profile, then taking a command with the identity it got.
+func TestQuickstartEnroll(t *testing.T) {
+	guide := string(readRepoFile(t, "docs/quickstart.md"))
+	for _, c := range enrollQuickstartCommands {
+		if !strings.Contains(guide, c) {
+			t.Errorf("docs/quickstart.md no longer shows %q: update the doc or this test so they agree", c)
+		}
+	}
+	server, sim := commandBinary(t, "nanomdm"), commandBinary(t, "mdmsim")
+	dir := t.TempDir()
+	dev := filepath.Join(dir, "dev")
+	runTool(t, sim, "ca", "-out", dev)
+	addr := freePort(t)
+	srv, err := startOnce(t, server, addr, "-api", "devkey", "-public-url", "http://"+addr, "-enroll",
+		"-enroll-topic", "com.apple.mgmt.External.trial", "-scep-ca-cert", filepath.Join(dev, "ca.pem"),
+		"-scep-ca-key", filepath.Join(dev, "ca.key"), "-storage-dsn", filepath.Join(dir, "db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := runTool(t, sim, "device", "-enroll-url", srv.url+"/mdm/enroll", "-ca", dev, "-udid", "5555-6666")
+	if !strings.Contains(out, "enrolled 5555-6666 through") {
+		t.Fatalf("mdmsim device -enroll-url printed %q, want enrolled 5555-6666", out)
+	}
+	const uuid = "4f0c5a2e-0000-4000-8000-000000000005"
+	if status, answer := do(t, http.MethodPut, srv.url+"/v1/enqueue/5555-6666?nopush=1",
+		cmdrOutput(t, "-u", uuid, "ProfileList"), "nanomdm", "devkey", nil); status != http.StatusOK {
+		t.Fatalf("enqueue answered %d %s", status, answer)
+	}
+	// The identity SCEP issued was kept: the device answers with it.
+	out = runTool(t, sim, "device", "-url", srv.url+"/mdm", "-ca", dev, "-udid", "5555-6666", "-enroll=false")
+	if !strings.Contains(out, "5555-6666: acknowledged ProfileList "+uuid) {
+		t.Errorf("mdmsim device printed %q, want the command acknowledged", out)
+	}
+}

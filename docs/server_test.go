@@ -198,7 +198,9 @@ func TestOpenAPIProbe(t *testing.T) {
 	const limit = 4096
 	args := []string{"-ca", caPath, "-api", key, "-storage-dsn", filepath.Join(dir, "db"),
 		"-checkin", "-migration", "-ui", "-escrowkeyunlock-url", "http://" + freePort(t) + "/unlock",
-		"-max-body-bytes", fmt.Sprint(limit)}
+		"-max-body-bytes", fmt.Sprint(limit),
+		"-public-url", "https://mdm.example.com", "-enroll", "-enroll-topic", "com.apple.mgmt.External.probe"}
+	args = append(args, scepCAFlags(t, dir)...)
 	bin := commandBinary(t, "nanomdm")
 	// The auth proxy needs a backend that finds enrollments by certificate
 	// hash; while the file backend cannot, its operations are left out.
@@ -344,4 +346,19 @@ func keysOfBools(m map[string]bool) []string {
 	}
 	sort.Strings(ks)
 	return ks
+}
+
+// scepCAFlags writes an RSA CA to dir and returns the flags that run the
+// embedded SCEP server with it.
+func scepCAFlags(t *testing.T, dir string) []string {
+	t.Helper()
+	ca, err := simulator.NewRSACA("probe SCEP CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPath, keyPath := filepath.Join(dir, "scep-ca.pem"), filepath.Join(dir, "scep-ca.key")
+	if err := ca.WriteFiles(certPath, keyPath); err != nil {
+		t.Fatal(err)
+	}
+	return []string{"-scep-ca-cert", certPath, "-scep-ca-key", keyPath}
 }

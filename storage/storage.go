@@ -211,6 +211,7 @@ type AllStorage interface {
 	MigrationStore
 	InspectionStore
 	FleetCounter
+	SCEPChallengeStore
 	Pinger
 }
 

@@ -16,6 +16,7 @@ func runCA(args []string, stdout, stderr io.Writer) error {
 	dir := fs.String("out", "dev", "directory for ca.pem and ca.key")
 	cn := fs.String("cn", "nanomdm throwaway device CA", "common name of the CA")
 	force := fs.Bool("force", false, "replace an existing CA")
+	keyType := fs.String("key-type", "rsa", "CA key: rsa (2048-bit; needed by nanomdm's embedded SCEP server, -scep-ca-key) or ecdsa (P-256)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -24,23 +25,25 @@ func runCA(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "keeping existing CA %s\n", certPath)
 		return nil
 	}
-	ca, err := simulator.NewCA(*cn)
-	if err != nil {
-		return err
+	var ca *simulator.CA
+	var err error
+	switch *keyType {
+	case "rsa":
+		ca, err = simulator.NewRSACA(*cn)
+	case "ecdsa":
+		ca, err = simulator.NewCA(*cn)
+	default:
+		return fmt.Errorf("-key-type %q: want rsa or ecdsa", *keyType)
 	}
-	keyPEM, err := ca.KeyPEM()
 	if err != nil {
 		return err
 	}
 	if err := os.MkdirAll(*dir, 0o700); err != nil {
 		return fmt.Errorf("creating %s: %w", *dir, err)
 	}
-	if err := os.WriteFile(keyPath, keyPEM, 0o600); err != nil {
-		return fmt.Errorf("writing CA key: %w", err)
+	if err := ca.WriteFiles(certPath, keyPath); err != nil {
+		return err
 	}
-	if err := os.WriteFile(certPath, ca.CertPEM(), 0o644); err != nil {
-		return fmt.Errorf("writing CA certificate: %w", err)
-	}
-	fmt.Fprintf(stdout, "wrote %s and %s (for trials only: production devices get identities from your SCEP CA)\n", certPath, keyPath)
+	fmt.Fprintf(stdout, "wrote %s and %s (for trials only: use your own CA in production)\n", certPath, keyPath)
 	return nil
 }

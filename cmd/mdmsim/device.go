@@ -26,8 +26,34 @@ func runDevice(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	enroll := fs.Bool("enroll", true, "send Authenticate and TokenUpdate first")
 	certHeader := fs.String("cert-header", "", "send the identity in this header instead of Mdm-Signature")
 	poll := fs.Duration("poll", 0, "keep polling for commands at this interval until interrupted (0: once); while nothing is queued a line says so once a minute")
+	enrollURL := fs.String("enroll-url", "", "enroll as a device installing this enrollment profile (the server's /mdm/enroll): identity by SCEP with the profile's challenge (kept in the -ca directory for later runs with -enroll=false), then check-in at the profile's ServerURL instead of -url")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
+	}
+	list := []string{simulator.NewUDID()}
+	if *udids != "" {
+		list = strings.Split(*udids, ",")
+	}
+	var devices []*simulator.Device
+	if *enrollURL != "" {
+		for _, udid := range list {
+			id, p, err := simulator.IdentityFromProfile(ctx, nil, *enrollURL, udid, nil)
+			if err != nil {
+				return fmt.Errorf("device %s: %w", udid, err)
+			}
+			t := &simulator.Transport{URL: p.ServerURL, CheckinURL: p.CheckInURL, CertHeader: *certHeader}
+			d := simulator.NewDeviceWithUDID(t, id, udid)
+			d.Topic = p.Topic
+			if err := d.Enroll(ctx); err != nil {
+				return fmt.Errorf("device %s: %w", udid, err)
+			}
+			if err := saveIdentity(filepath.Join(*caDir, "devices"), udid, id); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "enrolled %s through %s (identity serial %x from %s)\n", udid, *enrollURL, id.Cert.SerialNumber, p.SCEPURL)
+			devices = append(devices, d)
+		}
+		return drain(ctx, devices, *poll, stdout)
 	}
 	certPath, keyPath := caPaths(*caDir)
 	certPEM, err := os.ReadFile(certPath)
@@ -43,11 +69,6 @@ func runDevice(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	transport := &simulator.Transport{URL: *url, CheckinURL: *checkinURL, CertHeader: *certHeader}
-	list := []string{simulator.NewUDID()}
-	if *udids != "" {
-		list = strings.Split(*udids, ",")
-	}
-	var devices []*simulator.Device
 	for _, udid := range list {
 		id, err := loadOrIssueIdentity(ca, filepath.Join(*caDir, "devices"), udid)
 		if err != nil {
@@ -62,6 +83,12 @@ func runDevice(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		devices = append(devices, d)
 	}
+	return drain(ctx, devices, *poll, stdout)
+}
+
+// drain lets each device answer its queued commands, once or every poll
+// until ctx is done.
+func drain(ctx context.Context, devices []*simulator.Device, poll time.Duration, stdout io.Writer) error {
 	// quietSince is when each device last said it had nothing queued,
 	// so that -poll says so once a minute rather than at every poll.
 	quietSince := make([]time.Time, len(devices))
@@ -77,20 +104,20 @@ func runDevice(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			switch {
 			case len(cmds) > 0:
 				quietSince[i] = time.Time{}
-			case *poll == 0:
+			case poll == 0:
 				fmt.Fprintf(stdout, "%s: no commands queued\n", d.UDID())
 			case time.Since(quietSince[i]) >= quietEvery:
-				fmt.Fprintf(stdout, "%s: no commands queued; polling every %s\n", d.UDID(), *poll)
+				fmt.Fprintf(stdout, "%s: no commands queued; polling every %s\n", d.UDID(), poll)
 				quietSince[i] = time.Now()
 			}
 		}
-		if *poll == 0 {
+		if poll == 0 {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(*poll):
+		case <-time.After(poll):
 		}
 	}
 }
@@ -126,15 +153,23 @@ func loadOrIssueIdentity(ca *simulator.CA, dir, udid string) (*simulator.Identit
 	if err != nil {
 		return nil, err
 	}
+	return id, saveIdentity(dir, udid, id)
+}
+
+// saveIdentity keeps the identity of udid in dir for later runs.
+func saveIdentity(dir, udid string, id *simulator.Identity) error {
+	if err := mdm.ValidateIDPart(udid); err != nil {
+		return fmt.Errorf("udid %q: %w", udid, err)
+	}
 	b, err := id.PEM()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("creating %s: %w", dir, err)
+		return fmt.Errorf("creating %s: %w", dir, err)
 	}
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		return nil, fmt.Errorf("saving identity: %w", err)
+	if err := os.WriteFile(filepath.Join(dir, udid+".pem"), b, 0o600); err != nil {
+		return fmt.Errorf("saving identity: %w", err)
 	}
-	return id, nil
+	return nil
 }

@@ -27,6 +27,7 @@ type loadConfig struct {
 	apiKey     string
 	caCert     string
 	caKey      string
+	enrollURL  string
 	fleetPath  string
 	keyType    string
 	signature  string
@@ -68,6 +69,7 @@ func parseLoadFlags(args []string, stderr io.Writer) (*loadConfig, error) {
 	fs.StringVar(&c.apiKey, "api-key", "", "the server's API key (-api), for enqueueing commands")
 	fs.StringVar(&c.caCert, "ca-cert", "dev/ca.pem", "PEM certificate of the CA the server trusts (-ca)")
 	fs.StringVar(&c.caKey, "ca-key", "dev/ca.key", "PEM private key of that CA")
+	fs.StringVar(&c.enrollURL, "enroll-url", "", "get new identities as devices do: fetch this enrollment profile (the server's /mdm/enroll, with ?token= if needed) and run SCEP with its challenge, instead of -ca-cert/-ca-key (needs -key-type rsa)")
 	fs.StringVar(&c.fleetPath, "fleet", defaultFleetPath(), "file keeping the minted identities, reused by later runs (default: in the user's cache directory, else the temporary directory)")
 	fs.StringVar(&c.keyType, "key-type", "rsa", "identity keys: rsa (2048-bit, as SCEP issues; a few shared by the fleet) or ecdsa (P-256, one per device)")
 	fs.StringVar(&c.signature, "signature", "sha1", "Mdm-Signature form: sha1 (as devices sign, no signed attributes) or sha256 (with attributes)")
@@ -176,6 +178,43 @@ func (e *apiError) Error() string {
 	return fmt.Sprintf("enqueue answered %d: %s", e.status, strings.TrimSpace(e.body))
 }
 
+// issuer returns the CA of the fleet's identities and how new ones are
+// made: by the CA of -ca-cert/-ca-key, or with -enroll-url by the SCEP
+// server of the enrollment profile (whose CA the fleet then records).
+func (cfg *loadConfig) issuer(ctx context.Context) (*simulator.CA, issuer, error) {
+	if cfg.enrollURL != "" {
+		if cfg.keyType != "rsa" {
+			return nil, nil, errors.New("-enroll-url needs -key-type rsa: SCEP identities have RSA keys")
+		}
+		client := &http.Client{Timeout: cfg.timeout}
+		p, err := simulator.FetchProfile(ctx, client, cfg.enrollURL)
+		if err != nil {
+			return nil, nil, err
+		}
+		if p.SCEPURL == "" {
+			return nil, nil, errors.New("-enroll-url: the profile has no SCEP payload")
+		}
+		caCert, err := (&simulator.SCEPClient{URL: p.SCEPURL, Client: client}).CACert(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		return &simulator.CA{Cert: caCert}, profileIssuer(client, cfg.enrollURL), nil
+	}
+	certPEM, err := os.ReadFile(cfg.caCert)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading CA: %w", err)
+	}
+	keyPEM, err := os.ReadFile(cfg.caKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading CA key: %w", err)
+	}
+	ca, err := simulator.LoadCA(certPEM, keyPEM)
+	if err != nil {
+		return nil, nil, err
+	}
+	return ca, caIssuer(ca), nil
+}
+
 // runLoad plays a fleet against a running server: enroll, then rounds of
 // enqueueing commands through the API and letting every device answer
 // them, checking that each command arrives and is answered exactly once.
@@ -184,20 +223,12 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	certPEM, err := os.ReadFile(cfg.caCert)
-	if err != nil {
-		return fmt.Errorf("reading CA: %w", err)
-	}
-	keyPEM, err := os.ReadFile(cfg.caKey)
-	if err != nil {
-		return fmt.Errorf("reading CA key: %w", err)
-	}
-	ca, err := simulator.LoadCA(certPEM, keyPEM)
+	ca, iss, err := cfg.issuer(ctx)
 	if err != nil {
 		return err
 	}
 	mintStart := time.Now()
-	fl, err := loadFleet(ctx, cfg.fleetPath, ca, cfg.keyType, cfg.devices, max(cfg.workers, 2))
+	fl, err := loadFleet(ctx, cfg.fleetPath, ca, iss, cfg.keyType, cfg.devices, max(cfg.workers, 2))
 	if err != nil {
 		return err
 	}

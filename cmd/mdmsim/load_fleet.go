@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -71,7 +72,32 @@ func caFingerprint(ca *simulator.CA) string {
 // fleet), checks that ca issued it, and mints identities until it holds n
 // devices, writing the file back when it grew. workers bound the minting
 // goroutines.
-func loadFleet(ctx context.Context, path string, ca *simulator.CA, keyType string, n, workers int) (*fleet, error) {
+// issuer makes the identity of a new device of the fleet.
+type issuer func(ctx context.Context, udid string, key crypto.Signer) (*simulator.Identity, error)
+
+// caIssuer issues identities with ca itself.
+func caIssuer(ca *simulator.CA) issuer {
+	return func(_ context.Context, udid string, key crypto.Signer) (*simulator.Identity, error) {
+		return ca.IssueForKey(udid, key)
+	}
+}
+
+// profileIssuer gets identities as devices do, from the SCEP server of
+// the enrollment profile at profileURL (RSA keys only).
+func profileIssuer(client *http.Client, profileURL string) issuer {
+	return func(ctx context.Context, udid string, key crypto.Signer) (*simulator.Identity, error) {
+		k, ok := key.(*rsa.PrivateKey)
+		if !ok {
+			return nil, errors.New("SCEP enrollment needs -key-type rsa")
+		}
+		id, _, err := simulator.IdentityFromProfile(ctx, client, profileURL, udid, k)
+		return id, err
+	}
+}
+
+// loadFleet reads the fleet at path, minting identities with iss for
+// devices it lacks; ca is the CA its identities must come from.
+func loadFleet(ctx context.Context, path string, ca *simulator.CA, iss issuer, keyType string, n, workers int) (*fleet, error) {
 	f := &fleet{file: fleetFile{Version: fleetVersion, CA: caFingerprint(ca), KeyType: keyType}}
 	b, err := os.ReadFile(path)
 	switch {
@@ -118,7 +144,7 @@ func loadFleet(ctx context.Context, path string, ca *simulator.CA, keyType strin
 	if have == n {
 		return f, nil
 	}
-	if err := f.mint(ctx, ca, keys, n, workers); err != nil {
+	if err := f.mint(ctx, iss, keys, n, workers); err != nil {
 		return nil, err
 	}
 	b, err = json.Marshal(&f.file)
@@ -141,7 +167,7 @@ func loadFleet(ctx context.Context, path string, ca *simulator.CA, keyType strin
 }
 
 // mint issues identities for devices len(f.file.Devices)..n-1.
-func (f *fleet) mint(ctx context.Context, ca *simulator.CA, keys []crypto.Signer, n, workers int) error {
+func (f *fleet) mint(ctx context.Context, iss issuer, keys []crypto.Signer, n, workers int) error {
 	from := len(f.file.Devices)
 	if f.file.KeyType == "rsa" {
 		for len(keys) < rsaKeys {
@@ -177,7 +203,7 @@ func (f *fleet) mint(ctx context.Context, ca *simulator.CA, keys []crypto.Signer
 					}
 					key, ecKeys[i] = k, k
 				}
-				id, err := ca.IssueForKey(udid, key)
+				id, err := iss(ctx, udid, key)
 				if err != nil {
 					errc <- err
 					return

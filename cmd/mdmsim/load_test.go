@@ -57,7 +57,8 @@ func writeCA(t *testing.T) (ca *simulator.CA, certPath, keyPath string) {
 
 // testServer serves store the way cmd/nanomdm does: /mdm behind the
 // identity middleware and certauth, /v1/enqueue/ behind Basic auth.
-func testServer(t *testing.T, ca *simulator.CA, store storage.AllStorage) *httptest.Server {
+// Each of more may add routes once the server's URL is known.
+func testServer(t *testing.T, ca *simulator.CA, store storage.AllStorage, more ...func(mux *http.ServeMux, url string)) *httptest.Server {
 	t.Helper()
 	verifier, err := certverify.NewPoolVerifier(ca.CertPEM(), nil)
 	if err != nil {
@@ -70,6 +71,9 @@ func testServer(t *testing.T, ca *simulator.CA, store storage.AllStorage) *httpt
 		http.StripPrefix("/v1/enqueue/", api.EnqueueHandler(store)), mdmhttp.APIUsername, testAPIKey, "nanomdm"))
 	srv := httptest.NewServer(mdmhttp.TraceLoggingMiddleware(mux, log.Nop))
 	t.Cleanup(srv.Close)
+	for _, f := range more {
+		f(mux, srv.URL)
+	}
 	return srv
 }
 
@@ -269,17 +273,17 @@ func TestLoadServerDown(t *testing.T) {
 func TestLoadFleetOfAnotherCA(t *testing.T) {
 	ca, _, _ := writeCA(t)
 	fleet := filepath.Join(t.TempDir(), "fleet.json")
-	if _, err := loadFleet(context.Background(), fleet, ca, "ecdsa", 2, 2); err != nil {
+	if _, err := loadFleet(context.Background(), fleet, ca, caIssuer(ca), "ecdsa", 2, 2); err != nil {
 		t.Fatalf("minting: %v", err)
 	}
 	other, _, _ := writeCA(t)
-	if _, err := loadFleet(context.Background(), fleet, other, "ecdsa", 2, 2); err == nil || !strings.Contains(err.Error(), "another CA") {
+	if _, err := loadFleet(context.Background(), fleet, other, caIssuer(other), "ecdsa", 2, 2); err == nil || !strings.Contains(err.Error(), "another CA") {
 		t.Errorf("fleet of another CA: have %v, want an error naming the CA", err)
 	}
-	if _, err := loadFleet(context.Background(), fleet, ca, "rsa", 2, 2); err == nil || !strings.Contains(err.Error(), "ecdsa identities") {
+	if _, err := loadFleet(context.Background(), fleet, ca, caIssuer(ca), "rsa", 2, 2); err == nil || !strings.Contains(err.Error(), "ecdsa identities") {
 		t.Errorf("fleet of another key type: have %v, want an error", err)
 	}
-	f, err := loadFleet(context.Background(), fleet, ca, "ecdsa", 3, 2)
+	f, err := loadFleet(context.Background(), fleet, ca, caIssuer(ca), "ecdsa", 3, 2)
 	if err != nil || f.minted != 1 || len(f.identities) != 3 {
 		t.Fatalf("growing the fleet: minted %v, err %v; want 1 more", f, err)
 	}

@@ -4,6 +4,7 @@
 //
 //	mdmsim ca -out DIR                  write DIR/ca.pem and DIR/ca.key
 //	mdmsim device -url URL -ca DIR ...  enroll devices and answer their commands
+//	mdmsim device -enroll-url URL       enroll through the enrollment profile and SCEP
 //	mdmsim load -url URL -api-key KEY   measure a server with a simulated fleet
 package main
 

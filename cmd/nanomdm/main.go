@@ -77,6 +77,7 @@ type config struct {
 	metricsListen   string
 	push            pushConfig
 	integrations    integrationsConfig
+	enroll          enrollConfig
 }
 
 func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
@@ -117,6 +118,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	fs.StringVar(&c.metricsListen, "metrics-listen", "", "serve /metrics without authentication on this address of its own, e.g. 127.0.0.1:9100; empty serves it on -listen behind the API key")
 	c.push.register(fs)
 	c.integrations.register(fs)
+	c.enroll.register(fs)
 	if err := fs.Parse(args[1:]); err != nil {
 		return nil, err
 	}
@@ -163,8 +165,11 @@ func (c *config) check() error {
 	if c.ui && c.apiKey == "" {
 		return errors.New("-ui needs -api: operators sign in to the console with the API key")
 	}
-	if c.caPath == "" && !c.disableMDM {
-		return errors.New("-ca is required: a PEM file of the CA that issues device identities")
+	if c.caPath == "" && !c.disableMDM && !c.enroll.embedded() {
+		return errors.New("-ca is required (unless -scep-ca-cert): a PEM file of the CA that issues device identities")
+	}
+	if err := c.enroll.check(c.disableMDM); err != nil {
+		return err
 	}
 	if c.bodyBudget > 0 && c.bodyBudget < c.bodyLimit {
 		return fmt.Errorf("-body-budget %d is below -max-body-bytes %d: the largest body could never be read", c.bodyBudget, c.bodyLimit)
@@ -202,7 +207,11 @@ func newApp(ctx context.Context, c *config, stdout, stderr io.Writer) (_ *app, e
 	logger := gokit.New(stderr, c.debug)
 	var verifier httpmdm.CertVerifier
 	if !c.disableMDM {
-		verifier, err = loadVerifier(c.caPath, c.intPath)
+		scepRoot, err := c.enroll.scepRoot()
+		if err != nil {
+			return nil, err
+		}
+		verifier, err = loadVerifier(c.caPath, c.intPath, scepRoot)
 		if err != nil {
 			return nil, err
 		}
@@ -346,6 +355,7 @@ func (a *app) routes(ch *chain, verifier httpmdm.CertVerifier, pushFactory *nano
 			mux.Handle("/authproxy/", httpmdm.IdentityMiddleware(proxy, verifier, mdmOpts...))
 		}
 	}
+	var auth func(h http.Handler, methods ...string) http.Handler
 	if c.apiKey != "" {
 		apiOpts := []api.Option{
 			api.WithLogger(logger.With("handler", "api")),
@@ -357,7 +367,7 @@ func (a *app) routes(ch *chain, verifier httpmdm.CertVerifier, pushFactory *nano
 		apiOpts = append(apiOpts, api.WithPusher(mtr.Pusher(pusher)))
 		// One limiter for every API route: failures anywhere count together.
 		limiter := mdmhttp.NewAuthFailureLimiter(c.apiFailLimit, c.apiFailWindow)
-		auth := func(h http.Handler, methods ...string) http.Handler {
+		auth = func(h http.Handler, methods ...string) http.Handler {
 			return mdmhttp.BasicAuthMiddleware(mdmhttp.MethodsMiddleware(withBudget(h), methods...), mdmhttp.APIUsername, c.apiKey, "nanomdm",
 				mdmhttp.WithAuthFailureLimiter(limiter), mdmhttp.WithAuthLogger(logger.With("handler", "api")))
 		}
@@ -395,6 +405,12 @@ func (a *app) routes(ch *chain, verifier httpmdm.CertVerifier, pushFactory *nano
 				httpmdm.WithBodyLimit(c.bodyLimit),
 			}
 			mux.Handle("/migration", auth(httpmdm.CheckinHandler(core, migOpts...), http.MethodPut, http.MethodPost))
+		}
+	}
+
+	if !c.disableMDM {
+		if err := c.enroll.mount(mux, store, c, mtr, auth, logger); err != nil {
+			return nil, err
 		}
 	}
 
@@ -437,11 +453,18 @@ func serve(ctx context.Context, srv *http.Server, ln net.Listener, timeout time.
 	return nil
 }
 
-func loadVerifier(caPath, intPath string) (*certverify.PoolVerifier, error) {
-	roots, err := os.ReadFile(caPath)
-	if err != nil {
-		return nil, fmt.Errorf("reading CA file: %w", err)
+// loadVerifier trusts the CAs of caPath (may be empty when extraRoots,
+// the embedded SCEP server's CA, is not) and extraRoots.
+func loadVerifier(caPath, intPath string, extraRoots []byte) (*certverify.PoolVerifier, error) {
+	var roots []byte
+	if caPath != "" {
+		var err error
+		if roots, err = os.ReadFile(caPath); err != nil {
+			return nil, fmt.Errorf("reading CA file: %w", err)
+		}
 	}
+	roots = append(append(roots, '\n'), extraRoots...)
+	var err error
 	var ints []byte
 	if intPath != "" {
 		if ints, err = os.ReadFile(intPath); err != nil {

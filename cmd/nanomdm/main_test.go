@@ -62,7 +62,8 @@ type server struct {
 const testAPIKey = "test-api-key"
 
 // startServer runs the server with a fresh CA, file storage in a
-// temporary directory and extra flags.
+// temporary directory and extra flags. {addr} in a flag stands for its
+// address (e.g. -public-url http://{addr}).
 func startServer(t *testing.T, extra ...string) *server {
 	t.Helper()
 	s, _ := launch(t, launchConfig{storage: []string{"-storage-dsn", filepath.Join(t.TempDir(), "db")}, extra: extra})
@@ -74,21 +75,25 @@ func startServer(t *testing.T, extra ...string) *server {
 func serveArgs(t *testing.T, ca *simulator.CA, args []string) *server {
 	t.Helper()
 	s := &server{ca: ca, logs: &syncBuffer{}, stdout: &syncBuffer{}, done: make(chan error, 1)}
-	c, err := parseFlags(append([]string{"nanomdm"}, args...), func(string) string { return "" }, s.logs)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
+		t.Fatalf("listening: %v", err)
+	}
+	flags := []string{"nanomdm"}
+	for _, a := range args {
+		flags = append(flags, strings.ReplaceAll(a, "{addr}", ln.Addr().String()))
+	}
+	c, err := parseFlags(flags, func(string) string { return "" }, s.logs)
+	if err != nil {
+		ln.Close()
 		t.Fatalf("flags: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := newApp(ctx, c, s.stdout, s.logs)
 	if err != nil {
 		cancel()
+		ln.Close()
 		t.Fatalf("building server: %v\n%s", err, s.logs.String())
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		cancel()
-		a.close()
-		t.Fatalf("listening: %v", err)
 	}
 	s.url, s.store, s.cancel = "http://"+ln.Addr().String(), a.store, cancel
 	go func() {

@@ -5,12 +5,14 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"math/big"
+	"os"
 	"time"
 
 	"github.com/nanomdm/nanomdm/cryptoutil"
@@ -34,6 +36,38 @@ func NewCA(commonName string) (*CA, error) {
 	if err != nil {
 		return nil, fmt.Errorf("generating CA key: %w", err)
 	}
+	return NewCAWithKey(commonName, key)
+}
+
+// NewRSACA is NewCA with a fresh 2048-bit RSA key, as a SCEP CA needs:
+// SCEP clients encrypt their requests to the CA's key.
+func NewRSACA(commonName string) (*CA, error) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return nil, fmt.Errorf("generating CA key: %w", err)
+	}
+	return NewCAWithKey(commonName, key)
+}
+
+// WriteFiles writes the CA certificate (mode 0644) and private key (mode
+// 0600) as PEM files.
+func (ca *CA) WriteFiles(certPath, keyPath string) error {
+	keyPEM, err := ca.KeyPEM()
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(keyPath, keyPEM, 0o600); err != nil {
+		return fmt.Errorf("writing CA key: %w", err)
+	}
+	if err := os.WriteFile(certPath, ca.CertPEM(), 0o644); err != nil {
+		return fmt.Errorf("writing CA certificate: %w", err)
+	}
+	return nil
+}
+
+// NewCAWithKey is NewCA for a key the caller chose: an RSA key for a
+// SCEP CA, whose clients encrypt their requests to it.
+func NewCAWithKey(commonName string, key crypto.Signer) (*CA, error) {
 	now := time.Now()
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial(),

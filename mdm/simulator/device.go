@@ -75,7 +75,13 @@ func (t *Transport) Send(ctx context.Context, id *Identity, body []byte, checkin
 	if err != nil {
 		return nil, err
 	}
-	client := t.Client
+	return do(t.Client, req, 64<<20)
+}
+
+// do sends req with client (nil: a client with a 30 s timeout) and returns
+// the body of a 200 answer, at most limit bytes; another status is an
+// *ErrStatus.
+func do(client *http.Client, req *http.Request, limit int64) ([]byte, error) {
 	if client == nil {
 		client = defaultClient
 	}
@@ -84,14 +90,14 @@ func (t *Transport) Send(ctx context.Context, id *Identity, body []byte, checkin
 		return nil, err
 	}
 	defer resp.Body.Close()
-	respBody, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, limit))
 	if err != nil {
 		return nil, fmt.Errorf("reading answer: %w", err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return respBody, &ErrStatus{Status: resp.StatusCode, Body: respBody}
+		return body, &ErrStatus{Status: resp.StatusCode, Body: body}
 	}
-	return respBody, nil
+	return body, nil
 }
 
 // NewRequest builds the request Send would post: method, content type,

@@ -55,6 +55,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nanomdm/nanomdm/mdm"
@@ -97,6 +98,8 @@ type Storage struct {
 	sync  bool
 	now   func() time.Time
 	locks [lockStripes]sync.Mutex
+	// challengeStores counts stored SCEP challenges (scepchallenge.go).
+	challengeStores atomic.Uint64
 }
 
 // Option configures a Storage.

@@ -39,6 +39,11 @@ type Storage struct {
 	hashOwners map[string]map[string]bool
 	// seq numbers queue entries in enqueue order, across enrollments.
 	seq uint64
+
+	// challenges holds SCEP challenge keys and their expiry (see
+	// scepchallenge.go), under a lock of their own.
+	challengeMu sync.Mutex
+	challenges  map[string]time.Time
 }
 
 type resultKey struct{ id, uuid string }

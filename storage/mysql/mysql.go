@@ -24,13 +24,15 @@ import (
 var schemaSQL string
 
 // SchemaVersion is the version schema.sql creates.
-const SchemaVersion = 2
+const SchemaVersion = 3
 
 // upgrades take an older schema to SchemaVersion, one version a step.
 var upgrades = []sqlstore.Upgrade{
 	// 2: the inspection API pages through a command's results by
 	// enrollment ID.
 	{Version: 2, SQL: `CREATE INDEX nano_command_results_command_uuid_idx ON nano_command_results (command_uuid, id);`},
+	// 3: one-time challenges of the embedded SCEP server.
+	{Version: 3, SQL: challengeTable},
 }
 
 // MySQL server error numbers we act on.
@@ -53,6 +55,7 @@ var dialect = func() *sqlstore.Dialect {
 		// batches moderate anyway.
 		MaxParams:   65535,
 		Queries:     queries,
+		Challenges:  challengeQueries,
 		Schema:      sc,
 		IsDuplicate: func(err error) bool { return serverError(err, errDupEntry) },
 		IsRetryable: func(err error) bool { return serverError(err, errLockDeadlock, errRecordChanged) },

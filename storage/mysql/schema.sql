@@ -147,4 +147,14 @@ CREATE TABLE nano_schema_version (
     PRIMARY KEY (version)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
-INSERT INTO nano_schema_version (version) VALUES (2);
+INSERT INTO nano_schema_version (version) VALUES (3);
+
+-- One-time challenges of the embedded SCEP server (version 3): keys are
+-- hashes of challenges; expires_at is Unix nanoseconds.
+CREATE TABLE nano_scep_challenges (
+    challenge  VARCHAR(64) NOT NULL,
+    expires_at BIGINT NOT NULL,
+
+    PRIMARY KEY (challenge),
+    INDEX (expires_at)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;

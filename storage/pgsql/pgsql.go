@@ -23,13 +23,15 @@ import (
 var schemaSQL string
 
 // SchemaVersion is the version schema.sql creates.
-const SchemaVersion = 2
+const SchemaVersion = 3
 
 // upgrades take an older schema to SchemaVersion, one version a step.
 var upgrades = []sqlstore.Upgrade{
 	// 2: the inspection API pages through a command's results by
 	// enrollment ID.
 	{Version: 2, SQL: `CREATE INDEX command_results_command_uuid_idx ON command_results (command_uuid, id);`},
+	// 3: one-time challenges of the embedded SCEP server.
+	{Version: 3, SQL: challengeTable},
 }
 
 // dialect is PostgreSQL's part of the SQL storage.
@@ -44,6 +46,7 @@ var dialect = func() *sqlstore.Dialect {
 		MaxParams:            65535,
 		PrepareHot:           true,
 		Queries:              queries,
+		Challenges:           challengeQueries,
 		Schema:               sc,
 		IsDuplicate: func(err error) bool {
 			return pq.As(err, pqerror.UniqueViolation) != nil

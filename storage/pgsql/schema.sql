@@ -153,4 +153,15 @@ CREATE TABLE schema_version (
     PRIMARY KEY (version)
 );
 
-INSERT INTO schema_version (version) VALUES (2);
+INSERT INTO schema_version (version) VALUES (3);
+
+-- One-time challenges of the embedded SCEP server (version 3): keys are
+-- hashes of challenges; expires_at is Unix nanoseconds.
+CREATE TABLE scep_challenges (
+    challenge  VARCHAR(64) COLLATE "C" NOT NULL,
+    expires_at BIGINT NOT NULL,
+
+    PRIMARY KEY (challenge)
+);
+
+CREATE INDEX scep_challenges_expires_at_idx ON scep_challenges (expires_at);

@@ -65,6 +65,7 @@ func RunWith(t *testing.T, newStore func(t *testing.T) storage.AllStorage, opts 
 		{"EdgeCases", testEdgeCases},
 		{"CertHashOwner", testCertHashOwner},
 		{"Ping", testPing},
+		{"SCEPChallenges", testSCEPChallenges},
 		{"ListEnrollments", testListEnrollments},
 		{"ListQueue", testListQueue},
 		{"FleetCounts", testFleetCounts},

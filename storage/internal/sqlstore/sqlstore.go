@@ -29,8 +29,9 @@ type Dialect struct {
 	// are sized to stay under it.
 	MaxParams int
 
-	Queries Queries
-	Schema  Schema
+	Queries    Queries
+	Challenges EnrollQueries
+	Schema     Schema
 
 	// IsDuplicate reports a unique-key violation.
 	IsDuplicate func(error) bool
