@@ -761,3 +761,15 @@ func newHookServer(t *testing.T, delay time.Duration, n *atomic.Int64) string {
 	t.Cleanup(func() { srv.Close() })
 	return "http://" + ln.Addr().String() + "/hook"
 }
+
+// grepLines returns the lines of text that contain substr.
+func grepLines(text, substr string) string {
+	var b strings.Builder
+	for _, line := range strings.Split(text, "\n") {
+		if strings.Contains(line, substr) {
+			b.WriteString(line)
+			b.WriteByte('\n')
+		}
+	}
+	return b.String()
+}

@@ -160,15 +160,3 @@ func (p *proc) kill() {
 	<-p.done
 	p.log.Close()
 }
-
-// grepLines returns the lines of text that contain substr.
-func grepLines(text, substr string) string {
-	var b strings.Builder
-	for _, line := range strings.Split(text, "\n") {
-		if strings.Contains(line, substr) {
-			b.WriteString(line)
-			b.WriteByte('\n')
-		}
-	}
-	return b.String()
-}
