@@ -116,32 +116,53 @@ func (b *BodyBudget) release(n int64) {
 	b.used -= n
 	b.inFlight.Store(b.used)
 	b.released += n
-	idle := b.used == 0
-	collect := !b.collecting && (b.released >= b.limit/8 || (idle && b.released >= b.limit/16))
+	collect := !b.collecting && b.dueCollection()
 	if collect {
 		b.collecting = true
-		b.released = 0
 	} else {
 		b.wake()
 	}
 	b.mu.Unlock()
 	if collect {
-		go b.collect(idle)
+		go b.collect()
 	}
 }
 
-// collect runs a garbage collection, returning freed memory to the
-// operating system when idle, and then lets reservations go on.
-func (b *BodyBudget) collect(idle bool) {
-	if idle {
-		debug.FreeOSMemory()
-	} else {
-		runtime.GC()
+// dueCollection reports whether enough was given back for a collection,
+// and if so starts counting afresh; b.mu is held.
+func (b *BodyBudget) dueCollection() bool {
+	if b.released < b.limit/8 && (b.used > 0 || b.released < b.limit/16) {
+		return false
 	}
-	b.mu.Lock()
-	b.collecting = false
-	b.wake()
-	b.mu.Unlock()
+	b.released = 0
+	return true
+}
+
+// collect runs garbage collections, returning freed memory to the
+// operating system when idle, until no collection is due, and then lets
+// reservations go on. Bodies given back while a collection runs survive
+// it (it keeps what was reachable when it began), so it goes again when
+// they add up: otherwise reservations would resume next to them, and the
+// heap reach twice the budget.
+func (b *BodyBudget) collect() {
+	for {
+		b.mu.Lock()
+		idle := b.used == 0
+		b.mu.Unlock()
+		if idle {
+			debug.FreeOSMemory()
+		} else {
+			runtime.GC()
+		}
+		b.mu.Lock()
+		if !b.dueCollection() {
+			b.collecting = false
+			b.wake()
+			b.mu.Unlock()
+			return
+		}
+		b.mu.Unlock()
+	}
 }
 
 // wake tells waiting reservations to look again; b.mu is held.
