@@ -125,7 +125,9 @@ func TestMemoryStrangers(t *testing.T) {
 // TestMemoryEnrolledReports has 50 enrolled devices send 5 MB command
 // reports at once with a body budget of 64 MiB (the default). Every report is stored:
 // those answered 503 come back after Retry-After, as a device does. The
-// server's peak resident memory stays within the budget plus 64 MB.
+// server's peak resident memory stays within the budget plus 64 MB, and
+// once the burst is over its heap and resident memory go back to their
+// idle sizes.
 func TestMemoryEnrolledReports(t *testing.T) {
 	const (
 		devices = 50
@@ -167,6 +169,7 @@ func TestMemoryEnrolledReports(t *testing.T) {
 	}
 	apiRequest(t, client, http.MethodPut, setup.url()+"/v1/enqueue/"+strings.Join(ids, ",")+"?nopush=1", cmd.Raw, nil)
 	_, idle := procMemory(t, p.cmd.Process.Pid)
+	idleHeap := heapObjects(t, client, setup.url())
 
 	// Each device fetches the command, then all report at once.
 	var refused atomic.Int64
@@ -222,6 +225,29 @@ func TestMemoryEnrolledReports(t *testing.T) {
 		t.Errorf("server peak RSS %.1f MB, want at most %.1f MB", float64(peak)/1e6, float64(bound)/1e6)
 	}
 
+	// Memory goes back: once nothing is in flight the budget collects
+	// and returns the freed memory to the system, and the heap and the
+	// resident memory are their idle sizes again. The collection runs as
+	// the last body is given back, so the readings are polled, with a
+	// bound. (http's TestBodyBudgetHeapGoesBack shows the collection
+	// itself, deterministically.)
+	back := func() (heap, rss int64, ok bool) {
+		heap = heapObjects(t, client, setup.url())
+		rss, _ = procMemory(t, p.cmd.Process.Pid)
+		return heap, rss, heap <= idleHeap+heapTolerance && rss <= idle+rssTolerance
+	}
+	heap, rss, ok := back()
+	for deadline := time.Now().Add(10 * time.Second); !ok && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+		heap, rss, ok = back()
+	}
+	t.Logf("after the burst: heap objects %.1f MB (idle %.1f MB), RSS %.1f MB (idle %.1f MB)",
+		float64(heap)/1e6, float64(idleHeap)/1e6, float64(rss)/1e6, float64(idle)/1e6)
+	if !ok {
+		t.Errorf("after the burst: heap objects %.1f MB, RSS %.1f MB; want at most the idle %.1f MB + %.1f MB, %.1f MB + %.1f MB",
+			float64(heap)/1e6, float64(rss)/1e6, float64(idleHeap)/1e6, float64(heapTolerance)/1e6, float64(idle)/1e6, float64(rssTolerance)/1e6)
+	}
+
 	if t.Failed() {
 		t.Logf("server log:\n%s", p.logs())
 	}
@@ -238,6 +264,45 @@ func TestMemoryEnrolledReports(t *testing.T) {
 			t.Errorf("device %d: stored result %q, want %s", i, stored[id], mdm.StatusAcknowledged)
 		}
 	}
+}
+
+// heapTolerance and rssTolerance are how far above their idle sizes the
+// server's heap and resident memory may be once a burst is over: less
+// than one body of the burst, and two (the runtime keeps some memory of
+// its own, such as goroutine stacks).
+const (
+	heapTolerance = 2 * mib
+	rssTolerance  = 10 * mib
+)
+
+// heapObjects reads the server's heap objects bytes (live and not yet
+// collected; the Go collector's go_memstats_heap_alloc_bytes, a
+// runtime/metrics reading) from its /metrics.
+func heapObjects(t *testing.T, client *http.Client, url string) int64 {
+	t.Helper()
+	const name = "go_memstats_heap_alloc_bytes "
+	req, err := http.NewRequest(http.MethodGet, url+"/metrics", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.SetBasicAuth("nanomdm", testAPIKey)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("reading metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("parsing %s%q: %v", name, v, err)
+			}
+			return int64(f)
+		}
+	}
+	t.Fatalf("no %s in /metrics (status %d)", name, resp.StatusCode)
+	return 0
 }
 
 // sendWhileReading sends head and body on a new connection and reads the
