@@ -3,6 +3,7 @@ package metrics
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"time"
 
@@ -229,6 +230,27 @@ func (s *instrumented) RetrieveFleetCounts(ctx context.Context, now time.Time) (
 	v, err := s.next.RetrieveFleetCounts(ctx, now)
 	s.done("RetrieveFleetCounts", start, err)
 	return v, err
+}
+
+func (s *instrumented) RetrieveIdentityCert(ctx context.Context, id string) (*x509.Certificate, error) {
+	start := time.Now()
+	v, err := s.next.RetrieveIdentityCert(ctx, id)
+	s.done("RetrieveIdentityCert", start, err)
+	return v, err
+}
+
+func (s *instrumented) RetrieveRecentResults(ctx context.Context, id string, n int) ([]storage.RecentResult, error) {
+	start := time.Now()
+	v, err := s.next.RetrieveRecentResults(ctx, id, n)
+	s.done("RetrieveRecentResults", start, err)
+	return v, err
+}
+
+func (s *instrumented) RemoveQueuedCommand(ctx context.Context, id, uuid string) error {
+	start := time.Now()
+	err := s.next.RemoveQueuedCommand(ctx, id, uuid)
+	s.done("RemoveQueuedCommand", start, err)
+	return err
 }
 
 func (s *instrumented) RetrieveEnrollmentIDByCertHash(ctx context.Context, hash string) (string, error) {

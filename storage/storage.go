@@ -211,6 +211,8 @@ type AllStorage interface {
 	MigrationStore
 	InspectionStore
 	FleetCounter
+	EnrollmentDetailer
+	QueuedCommandRemover
 	SCEPChallengeStore
 	Pinger
 }

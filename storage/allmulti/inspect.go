@@ -2,6 +2,7 @@ package allmulti
 
 import (
 	"context"
+	"crypto/x509"
 	"time"
 
 	"github.com/nanomdm/nanomdm/storage"
@@ -46,4 +47,24 @@ func (s *Storage) RetrievePushCertTopics(ctx context.Context) ([]string, error) 
 // RetrieveFleetCounts implements storage.FleetCounter (first backend).
 func (s *Storage) RetrieveFleetCounts(ctx context.Context, now time.Time) (*storage.FleetCounts, error) {
 	return s.stores[0].RetrieveFleetCounts(ctx, now)
+}
+
+// RetrieveIdentityCert implements storage.EnrollmentDetailer (first
+// backend).
+func (s *Storage) RetrieveIdentityCert(ctx context.Context, id string) (*x509.Certificate, error) {
+	return s.stores[0].RetrieveIdentityCert(ctx, id)
+}
+
+// RetrieveRecentResults implements storage.EnrollmentDetailer (first
+// backend).
+func (s *Storage) RetrieveRecentResults(ctx context.Context, id string, n int) ([]storage.RecentResult, error) {
+	return s.stores[0].RetrieveRecentResults(ctx, id, n)
+}
+
+// RemoveQueuedCommand implements storage.QueuedCommandRemover (every
+// backend; the first one's error).
+func (s *Storage) RemoveQueuedCommand(ctx context.Context, id, uuid string) error {
+	return s.all(ctx, "RemoveQueuedCommand", func(o storage.AllStorage) error {
+		return o.RemoveQueuedCommand(ctx, id, uuid)
+	})
 }

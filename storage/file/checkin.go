@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/nanomdm/nanomdm/cryptoutil"
 	"github.com/nanomdm/nanomdm/mdm"
 	"github.com/nanomdm/nanomdm/storage"
 )
@@ -75,6 +76,14 @@ func (s *Storage) StoreAuthenticate(r *mdm.Request, msg *mdm.Authenticate) error
 	defer s.lock(c.deviceID)()
 	if err := s.writeInDir(c.path(authenticateFile), msg.Raw); err != nil {
 		return fmt.Errorf("storing authenticate: %w", err)
+	}
+	if r.Certificate != nil {
+		err = s.writeFile(c.path(identityCertFile), cryptoutil.PEMCertificate(r.Certificate.Raw))
+	} else {
+		err = removeFile(c.path(identityCertFile))
+	}
+	if err != nil {
+		return fmt.Errorf("storing identity certificate: %w", err)
 	}
 	chans, err := s.clearQueues(c)
 	if err != nil {

@@ -6,6 +6,7 @@
 //	format                         layout marker ("nanomdm-file-storage 1")
 //	enrollments/<device ID>/       one directory per device channel
 //	    authenticate.plist         raw Authenticate
+//	    identity_cert.pem          identity certificate of the Authenticate
 //	    token_update.plist         raw latest TokenUpdate
 //	    enrollment.json            enabled, TokenUpdate tally, push data
 //	    unlock_token               raw UnlockToken
@@ -75,6 +76,7 @@ const (
 	resultsDir         = "results"
 	notNowDir          = "notnow"
 	authenticateFile   = "authenticate.plist"
+	identityCertFile   = "identity_cert.pem"
 	tokenUpdateFile    = "token_update.plist"
 	userAuthFile       = "user_authenticate.plist"
 	userAuthDigestFile = "user_authenticate_digest.plist"

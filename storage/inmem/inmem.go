@@ -51,6 +51,7 @@ type resultKey struct{ id, uuid string }
 type result struct {
 	status string
 	raw    []byte
+	at     time.Time // when stored
 }
 
 type enrollment struct {
@@ -61,6 +62,7 @@ type enrollment struct {
 	serial   string // device channels: from the latest Authenticate
 
 	authenticate     []byte // device channels only
+	identityCert     []byte // DER, of the latest Authenticate
 	tokenUpdate      []byte
 	userAuthenticate []byte
 	userDigest       []byte
@@ -166,6 +168,10 @@ func (s *Storage) StoreAuthenticate(r *mdm.Request, msg *mdm.Authenticate) error
 	return s.storeCheckin(r, func(e *enrollment) {
 		e.authenticate = clone(msg.Raw)
 		e.serial = msg.SerialNumber
+		e.identityCert = nil
+		if r.Certificate != nil {
+			e.identityCert = clone(r.Certificate.Raw)
+		}
 		for _, c := range s.withUsersLocked(e) {
 			c.queue = nil
 			c.enabled, c.tally = false, 0
@@ -249,7 +255,7 @@ func (s *Storage) StoreCommandReport(r *mdm.Request, report *mdm.CommandResults)
 	if i < 0 {
 		return fmt.Errorf("%w: %q", storage.ErrUnknownCommand, report.CommandUUID)
 	}
-	s.results[resultKey{id, report.CommandUUID}] = result{status: report.Status, raw: clone(report.Raw)}
+	s.results[resultKey{id, report.CommandUUID}] = result{status: report.Status, raw: clone(report.Raw), at: time.Now()}
 	if report.Status == mdm.StatusNotNow {
 		q := e.queue[i]
 		if q.notNowTally == 0 {

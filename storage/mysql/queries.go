@@ -255,6 +255,25 @@ SELECT id, status FROM nano_command_results FORCE INDEX (nano_command_results_co
 WHERE command_uuid = :uuid AND id > :after
 ORDER BY id
 LIMIT :limit`,
+
+	SelectIdentityCert: `SELECT identity_cert FROM nano_devices WHERE id = :id`,
+
+	SelectRecentResults: `
+SELECT r.command_uuid, COALESCE(c.request_type, ''), r.status,
+       CAST(UNIX_TIMESTAMP(r.updated_at) * 1000000 AS SIGNED), r.result
+FROM nano_command_results r
+LEFT JOIN nano_commands c ON c.command_uuid = r.command_uuid
+WHERE r.id = :id
+ORDER BY r.updated_at DESC, r.command_uuid
+LIMIT :limit`,
+
+	DeactivateQueued: `
+UPDATE nano_enrollment_queue SET active = 0
+WHERE id = :id AND command_uuid = :uuid AND active = 1`,
+
+	DeleteQueued: `
+DELETE FROM nano_enrollment_queue
+WHERE id = :id AND command_uuid = :uuid AND active = 1`,
 }
 
 // selectEnrollments and enrollmentFilters frame the inspection API's

@@ -264,6 +264,25 @@ SELECT id, status FROM command_results
 WHERE command_uuid = :uuid AND id > CAST(:after AS VARCHAR)
 ORDER BY id
 LIMIT :limit`,
+
+	SelectIdentityCert: `SELECT identity_cert FROM devices WHERE id = :id`,
+
+	SelectRecentResults: `
+SELECT r.command_uuid, COALESCE(c.request_type, ''), r.status,
+       CAST(EXTRACT(EPOCH FROM r.updated_at) * 1000000 AS BIGINT), r.result
+FROM command_results r
+LEFT JOIN commands c ON c.command_uuid = r.command_uuid
+WHERE r.id = :id
+ORDER BY r.updated_at DESC, r.command_uuid
+LIMIT :limit`,
+
+	DeactivateQueued: `
+UPDATE enrollment_queue SET active = FALSE, updated_at = now()
+WHERE id = :id AND command_uuid = :uuid AND active`,
+
+	DeleteQueued: `
+DELETE FROM enrollment_queue
+WHERE id = :id AND command_uuid = :uuid AND active`,
 }
 
 // selectEnrollments and enrollmentFilters frame the inspection API's

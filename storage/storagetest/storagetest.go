@@ -70,6 +70,9 @@ func RunWith(t *testing.T, newStore func(t *testing.T) storage.AllStorage, opts 
 		{"ListQueue", testListQueue},
 		{"FleetCounts", testFleetCounts},
 		{"CommandResults", func(t *testing.T, s storage.AllStorage) { testCommandResults(t, s, opts.DiscardsResults) }},
+		{"IdentityCert", testIdentityCert},
+		{"RecentResults", func(t *testing.T, s storage.AllStorage) { testRecentResults(t, s, opts.DiscardsResults) }},
+		{"RemoveQueuedCommand", testRemoveQueuedCommand},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

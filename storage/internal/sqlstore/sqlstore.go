@@ -221,6 +221,20 @@ type Queries struct {
 	// CountQueued the number of outstanding queue rows.
 	SelectFleetCounts string
 	CountQueued       string
+
+	// SelectIdentityCert returns the identity_cert (PEM text or NULL) of
+	// device :id.
+	SelectIdentityCert string
+	// SelectRecentResults returns at most :limit results of :id, newest
+	// first (ties by command_uuid): command_uuid, request_type ('' when
+	// the command is gone), status, stored at (Unix microseconds) and
+	// result.
+	SelectRecentResults string
+	// DeactivateQueued marks the active queue row of :uuid for :id
+	// inactive; DeleteQueued (delete=1) deletes it. Each affects 0 rows
+	// when the command is not outstanding there.
+	DeactivateQueued string
+	DeleteQueued     string
 }
 
 // Store implements storage.AllStorage over a *sql.DB with a Dialect.
