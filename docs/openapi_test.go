@@ -245,12 +245,13 @@ var requiredStatus = map[string]map[string][]string{
 	"/scep":              {"GET": {"200", "400", "413", "500"}, "POST": {"200", "400", "405", "413", "500"}},
 	"/v1/scep/challenge": {"POST": {"200", "401", "405", "500"}},
 	// Inspection, metrics and health (docs/visibility.md).
-	"/v1/enrollments":             {"GET": {"200", "400", "401", "405", "500"}},
-	"/v1/enrollments/{id}/queue":  {"GET": {"200", "400", "401", "404", "405", "500"}, "DELETE": {"200", "400", "401", "404", "405", "500"}},
-	"/v1/commands/{uuid}/results": {"GET": {"200", "400", "401", "405", "500"}},
-	"/metrics":                    {"GET": {"200", "401", "405"}},
-	"/healthz":                    {"GET": {"200"}},
-	"/readyz":                     {"GET": {"200", "503"}},
+	"/v1/enrollments":                   {"GET": {"200", "400", "401", "405", "500"}},
+	"/v1/enrollments/{id}/queue":        {"GET": {"200", "400", "401", "404", "405", "500"}, "DELETE": {"200", "400", "401", "404", "405", "500"}},
+	"/v1/enrollments/{id}/queue/{uuid}": {"DELETE": {"200", "400", "401", "404", "405", "500"}},
+	"/v1/commands/{uuid}/results":       {"GET": {"200", "400", "401", "405", "500"}},
+	"/metrics":                          {"GET": {"200", "401", "405"}},
+	"/healthz":                          {"GET": {"200"}},
+	"/readyz":                           {"GET": {"200", "503"}},
 	// The operator console (operations guide, "Operator console").
 	"/ui/{page}": {"GET": {"200", "303", "401", "404", "429", "500"}, "POST": {"303", "400", "401", "403", "404", "413", "429", "500"}},
 }

@@ -375,6 +375,7 @@ func (a *app) routes(ch *chain, verifier httpmdm.CertVerifier, pushFactory *nano
 			Enqueue:  api.EnqueueHandler(store, apiOpts...),
 			Push:     api.PushHandler(apiOpts...),
 			Queue:    api.QueueHandler(store, apiOpts...),
+			Remove:   api.RemoveQueuedCommandHandler(store, apiOpts...),
 			PushCert: api.PushCertHandler(store, apiOpts...),
 		}
 		mux.Handle("/v1/pushcert", auth(actions.PushCert, http.MethodPut, http.MethodGet))
@@ -385,6 +386,7 @@ func (a *app) routes(ch *chain, verifier httpmdm.CertVerifier, pushFactory *nano
 		mux.Handle("/v1/escrowkeyunlock", auth(api.EscrowKeyUnlockHandler(store, api.EscrowKeyUnlockTarget{URL: c.integrations.escrowURL}, apiOpts...), http.MethodPost))
 		mux.Handle("/v1/enrollments", auth(api.EnrollmentsHandler(store, apiOpts...), http.MethodGet))
 		mux.Handle("/v1/enrollments/{id}/queue", auth(actions.Queue, http.MethodGet, http.MethodDelete))
+		mux.Handle("/v1/enrollments/{id}/queue/{uuid}", auth(actions.Remove, http.MethodDelete))
 		if c.ui {
 			mux.Handle("/ui/", ui.New(store, c.apiKey, actions,
 				ui.WithLogger(logger.With("handler", "ui")),

@@ -29,7 +29,7 @@ var errBadQuery = errors.New("bad query parameter")
 // inspectStatus is the status for an error of an inspection read.
 func inspectStatus(err error) int {
 	switch {
-	case errors.Is(err, storage.ErrUnknownEnrollment):
+	case errors.Is(err, storage.ErrUnknownEnrollment), errors.Is(err, storage.ErrUnknownCommand):
 		return http.StatusNotFound
 	case errors.Is(err, storage.ErrBadCursor), errors.Is(err, errBadQuery), errors.Is(err, ErrBadIDs):
 		return http.StatusBadRequest
@@ -305,6 +305,36 @@ func clearQueue(store QueueStore, o *options) http.HandlerFunc {
 		log.From(r.Context(), o.logger).Info("msg", "cleared queue", "id", id)
 		mdmhttp.WriteJSON(w, http.StatusOK, ClearQueueResponse{ID: id, QueueCleared: true})
 	}
+}
+
+// RemoveQueuedCommandResponse answers a command taken off a queue.
+type RemoveQueuedCommandResponse struct {
+	ID          string `json:"id"`
+	CommandUUID string `json:"command_uuid"`
+	Removed     bool   `json:"removed"`
+}
+
+// RemoveQueuedCommandHandler takes command {uuid} off the queue of
+// enrollment {id} alone (DELETE): the device never gets it, other
+// enrollments still do. An unknown enrollment, or a command not
+// outstanding in its queue (never queued, answered or removed already),
+// is 404; a malformed ID is 400.
+func RemoveQueuedCommandHandler(store storage.QueuedCommandRemover, opts ...Option) http.Handler {
+	o := newOptions(opts)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, err := pathID(r)
+		if err != nil {
+			writeInspectError(w, r, o.logger, "removing queued command", err)
+			return
+		}
+		uuid := r.PathValue("uuid")
+		if err := store.RemoveQueuedCommand(r.Context(), id, uuid); err != nil {
+			writeInspectError(w, r, o.logger, "removing queued command", err)
+			return
+		}
+		log.From(r.Context(), o.logger).Info("msg", "removed queued command", "id", id, "command_uuid", uuid)
+		mdmhttp.WriteJSON(w, http.StatusOK, RemoveQueuedCommandResponse{ID: id, CommandUUID: uuid, Removed: true})
+	})
 }
 
 // CommandResultJSON is one enrollment's answer to a command. Result is

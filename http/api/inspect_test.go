@@ -23,6 +23,7 @@ func inspectMux(s *inmem.Storage) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("GET /v1/enrollments", api.EnrollmentsHandler(s, api.WithMaxIDs(5)))
 	mux.Handle("/v1/enrollments/{id}/queue", api.QueueHandler(s))
+	mux.Handle("DELETE /v1/enrollments/{id}/queue/{uuid}", api.RemoveQueuedCommandHandler(s))
 	mux.Handle("GET /v1/commands/{uuid}/results", api.CommandResultsHandler(s))
 	return mux
 }

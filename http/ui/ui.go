@@ -65,6 +65,9 @@ type Actions struct {
 	Push http.Handler
 	// Queue is api.QueueHandler: DELETE with the path value id.
 	Queue http.Handler
+	// Remove is api.RemoveQueuedCommandHandler: DELETE with the path
+	// values id and uuid.
+	Remove http.Handler
 	// PushCert is api.PushCertHandler: PUT with the PEM upload.
 	PushCert http.Handler
 }
