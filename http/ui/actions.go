@@ -45,10 +45,10 @@ func (rec *recorder) Write(b []byte) (int, error) {
 var errNoAction = errors.New("this action is not available on this server")
 
 // callAPI runs API handler h for the console request r: method, the
-// handler's path (after any StripPrefix), the path value id if not empty,
-// query and body. It returns the status and decodes the JSON answer into
+// handler's path (after any StripPrefix), its path values, query and
+// body. It returns the status and decodes the JSON answer into
 // v; an answer {"error": …} is returned as the error.
-func callAPI(r *http.Request, h http.Handler, method, path, id string, query url.Values, body []byte, v any) (int, error) {
+func callAPI(r *http.Request, h http.Handler, method, path string, values map[string]string, query url.Values, body []byte, v any) (int, error) {
 	if h == nil {
 		return 0, errNoAction
 	}
@@ -58,8 +58,8 @@ func callAPI(r *http.Request, h http.Handler, method, path, id string, query url
 	}
 	req.URL.Path, req.URL.RawQuery = path, query.Encode()
 	req.RemoteAddr = r.RemoteAddr
-	if id != "" {
-		req.SetPathValue("id", id)
+	for k, v := range values {
+		req.SetPathValue(k, v)
 	}
 	rec := &recorder{header: http.Header{}}
 	h.ServeHTTP(rec, req)
@@ -104,7 +104,7 @@ func (c *Console) push(w http.ResponseWriter, r *http.Request, p *page) {
 		return
 	}
 	var resp api.Response
-	status, err := callAPI(r, c.actions.Push, http.MethodPost, e.ID, "", nil, nil, &resp)
+	status, err := callAPI(r, c.actions.Push, http.MethodPost, e.ID, nil, nil, nil, &resp)
 	if err == nil && status == http.StatusOK {
 		http.Redirect(w, r, enrollmentURL(e.ID)+"?done=pushed", http.StatusSeeOther)
 		return
@@ -125,12 +125,32 @@ func (c *Console) clearQueue(w http.ResponseWriter, r *http.Request, p *page) {
 		return
 	}
 	var resp api.ClearQueueResponse
-	if _, err := callAPI(r, c.actions.Queue, http.MethodDelete, "", e.ID, nil, nil, &resp); err != nil || !resp.QueueCleared {
+	if _, err := callAPI(r, c.actions.Queue, http.MethodDelete, "", map[string]string{"id": e.ID}, nil, nil, &resp); err != nil || !resp.QueueCleared {
 		d := &enrollmentData{E: *e, Form: url.Values{}, ActionNote: fmt.Sprintf("Clearing the queue failed: %v", err)}
 		c.enrollmentPage(w, r, p, d, http.StatusInternalServerError)
 		return
 	}
 	http.Redirect(w, r, enrollmentURL(e.ID)+"?done=cleared", http.StatusSeeOther)
+}
+
+func (c *Console) removeQueued(w http.ResponseWriter, r *http.Request, p *page) {
+	e, ok := c.loadEnrollment(w, r)
+	if !ok {
+		return
+	}
+	uuid := r.PathValue("uuid")
+	var resp api.RemoveQueuedCommandResponse
+	status, err := callAPI(r, c.actions.Remove, http.MethodDelete, "", map[string]string{"id": e.ID, "uuid": uuid}, nil, nil, &resp)
+	if err != nil || !resp.Removed {
+		note := fmt.Sprintf("Removing %s failed: %v", uuid, err)
+		if status == http.StatusNotFound {
+			note = "Command " + uuid + " is no longer queued: the device answered it, or it was removed already."
+		}
+		d := &enrollmentData{E: *e, Form: url.Values{}, ActionNote: note}
+		c.enrollmentPage(w, r, p, d, max(status, http.StatusBadRequest))
+		return
+	}
+	http.Redirect(w, r, enrollmentURL(e.ID)+"?done=removed&uuid="+url.QueryEscape(uuid), http.StatusSeeOther)
 }
 
 // readFormFile reads an uploaded file of at most limit bytes; no file is
@@ -248,7 +268,7 @@ func (c *Console) sendCommand(w http.ResponseWriter, r *http.Request, p *page) {
 		query.Set("nopush", "1")
 	}
 	var resp api.Response
-	status, err := callAPI(r, c.actions.Enqueue, http.MethodPut, e.ID, "", query, raw, &resp)
+	status, err := callAPI(r, c.actions.Enqueue, http.MethodPut, e.ID, nil, query, raw, &resp)
 	if err != nil {
 		d.FormError = err.Error()
 		c.enrollmentPage(w, r, p, d, max(status, http.StatusBadRequest))
@@ -285,7 +305,7 @@ func (c *Console) uploadPushCert(w http.ResponseWriter, r *http.Request, p *page
 		body = append(append(body, b...), '\n')
 	}
 	var resp api.PushCertResponse
-	status, err := callAPI(r, c.actions.PushCert, http.MethodPut, "/v1/pushcert", "", nil, body, &resp)
+	status, err := callAPI(r, c.actions.PushCert, http.MethodPut, "/v1/pushcert", nil, nil, body, &resp)
 	if err != nil {
 		p.Error = "The certificate was not stored: " + err.Error()
 		c.pushCertPage(w, r, p, max(status, http.StatusBadRequest))

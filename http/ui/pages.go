@@ -2,7 +2,9 @@ package ui
 
 import (
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -117,12 +119,10 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, p *page) {
 	d.Seen = bars(seen, func(i int) (string, string) {
 		return seenLabels[i], Prefix + "/enrollments?enabled=true&seen=" + seenFilters[i]
 	})
-	for topic, n := range topics {
-		ci := c.certInfo(r, topic, now)
-		ci.Enrollments = n
-		d.Certs = append(d.Certs, ci)
+	if d.Certs, err = c.certInfos(r, topics, now); err != nil {
+		c.serverError(w, r, "listing push certificates", err)
+		return
 	}
-	slices.SortFunc(d.Certs, func(a, b CertInfo) int { return strings.Compare(a.Topic, b.Topic) })
 	if c.history != nil {
 		d.HasHistory = true
 		d.Reports, d.ReportTotals = reportChart(c.history.RecentReports(now))
@@ -181,6 +181,28 @@ func reportChart(hours []metrics.ReportHour) ([]ReportColumn, map[string]int) {
 		cols[i] = col
 	}
 	return cols, totals
+}
+
+// certInfos describes the push certificate of every stored topic and of
+// every topic enrollments use (counts: enrollments by topic), by topic.
+func (c *Console) certInfos(r *http.Request, counts map[string]int, now time.Time) ([]CertInfo, error) {
+	stored, err := c.store.RetrievePushCertTopics(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	topics := slices.Collect(maps.Keys(counts))
+	for _, t := range stored {
+		if _, ok := counts[t]; !ok {
+			topics = append(topics, t)
+		}
+	}
+	slices.Sort(topics)
+	out := make([]CertInfo, len(topics))
+	for i, topic := range topics {
+		out[i] = c.certInfo(r, topic, now)
+		out[i].Enrollments = counts[topic]
+	}
+	return out, nil
 }
 
 // certInfo looks up the push certificate of topic.
@@ -330,6 +352,8 @@ type enrollmentData struct {
 	E          storage.Enrollment
 	Users      []storage.Enrollment
 	HasPush    bool
+	Cert       *IdentityInfo
+	Results    []recentView
 	Queue      []storage.QueuedCommand
 	QueueMore  bool
 	Templates  []commands.Template
@@ -342,6 +366,41 @@ type enrollmentData struct {
 
 // maxQueueShown is the most queued commands the enrollment page lists.
 const maxQueueShown = 100
+
+// maxResultsShown is the most recent results the enrollment page shows.
+const maxResultsShown = 10
+
+// IdentityInfo describes the identity certificate of a device.
+type IdentityInfo struct {
+	Subject, Issuer string
+	NotAfter        time.Time
+	Expired         bool
+	Expiring        bool // within certWarning
+}
+
+// recentView is one of the recent results of an enrollment.
+type recentView struct {
+	storage.RecentResult
+	Plist string
+}
+
+// identityInfo describes cert, nil when there is none.
+func identityInfo(cert *x509.Certificate, now time.Time) *IdentityInfo {
+	if cert == nil {
+		return nil
+	}
+	name := func(n pkix.Name) string {
+		if n.CommonName != "" {
+			return n.CommonName
+		}
+		return n.String()
+	}
+	return &IdentityInfo{
+		Subject: name(cert.Subject), Issuer: name(cert.Issuer), NotAfter: cert.NotAfter,
+		Expired:  now.After(cert.NotAfter),
+		Expiring: !now.After(cert.NotAfter) && cert.NotAfter.Sub(now) < certWarning,
+	}
+}
 
 // loadEnrollment reads enrollment {id}, answering 404 when there is none.
 func (c *Console) loadEnrollment(w http.ResponseWriter, r *http.Request) (*storage.Enrollment, bool) {
@@ -395,6 +454,21 @@ func (c *Console) enrollmentPage(w http.ResponseWriter, r *http.Request, p *page
 		return
 	}
 	d.HasPush = push[id] != nil
+	cert, err := c.store.RetrieveIdentityCert(ctx, id)
+	if err != nil {
+		c.serverError(w, r, "reading identity certificate", err)
+		return
+	}
+	d.Cert = identityInfo(cert, c.now())
+	results, err := c.store.RetrieveRecentResults(ctx, id, maxResultsShown)
+	if err != nil {
+		c.serverError(w, r, "reading recent results", err)
+		return
+	}
+	d.Results = make([]recentView, len(results))
+	for i, res := range results {
+		d.Results[i] = recentView{RecentResult: res, Plist: prettyPlist(res.Raw)}
+	}
 	q, err := c.store.RetrieveQueue(ctx, id, "", maxQueueShown+1)
 	if err != nil {
 		c.serverError(w, r, "reading queue", err)
@@ -418,6 +492,8 @@ func (c *Console) enrollmentPage(w http.ResponseWriter, r *http.Request, p *page
 		p.Flash = "Push sent."
 	case "cleared":
 		p.Flash = "Queue cleared."
+	case "removed":
+		p.Flash = "Removed " + r.URL.Query().Get("uuid") + " from the queue."
 	case "pushfailed":
 		d.ActionNote = "The push failed: " + c.pushProblem(r, d)
 	}
@@ -499,12 +575,10 @@ func (c *Console) pushCertPage(w http.ResponseWriter, r *http.Request, p *page, 
 		ci.Enrollments = topics[topic]
 		d.Lookup = &ci
 	}
-	for topic, n := range topics {
-		ci := c.certInfo(r, topic, now)
-		ci.Enrollments = n
-		d.Certs = append(d.Certs, ci)
+	if d.Certs, err = c.certInfos(r, topics, now); err != nil {
+		c.serverError(w, r, "listing push certificates", err)
+		return
 	}
-	slices.SortFunc(d.Certs, func(a, b CertInfo) int { return strings.Compare(a.Topic, b.Topic) })
 	p.Title, p.Nav = "Push certificate", "pushcert"
 	c.render(w, r, status, "pushcert", p, d)
 }

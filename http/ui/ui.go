@@ -51,6 +51,8 @@ type Store interface {
 	storage.CommandResultLister
 	storage.FleetCounter
 	storage.PushStore
+	storage.PushCertLister
+	storage.EnrollmentDetailer
 	RetrievePushCert(ctx context.Context, topic string) (*tls.Certificate, string, error)
 }
 
@@ -146,6 +148,7 @@ func New(store Store, apiKey string, actions Actions, opts ...Option) *Console {
 	m.Handle("POST "+Prefix+"/enrollments/{id}/push", c.requireAuth(c.push))
 	m.Handle("POST "+Prefix+"/enrollments/{id}/commands", c.requireAuth(c.sendCommand))
 	m.Handle("POST "+Prefix+"/enrollments/{id}/queue/clear", c.requireAuth(c.clearQueue))
+	m.Handle("POST "+Prefix+"/enrollments/{id}/queue/{uuid}/remove", c.requireAuth(c.removeQueued))
 	m.Handle("GET "+Prefix+"/commands/{uuid}", c.requireAuth(c.command))
 	m.Handle("GET "+Prefix+"/pushcert", c.requireAuth(c.pushCert))
 	m.Handle("POST "+Prefix+"/pushcert", c.requireAuth(c.uploadPushCert))

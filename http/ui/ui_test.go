@@ -57,6 +57,7 @@ func newFixture(t *testing.T) *fixture {
 		Enqueue:  api.EnqueueHandler(f.store, opts...),
 		Push:     api.PushHandler(opts...),
 		Queue:    api.QueueHandler(f.store, opts...),
+		Remove:   api.RemoveQueuedCommandHandler(f.store, opts...),
 		PushCert: api.PushCertHandler(f.store, opts...),
 	}
 	f.console = New(f.store, testKey, actions, WithAuthFailureLimiter(f.limiter),
@@ -297,9 +298,11 @@ func TestEscaping(t *testing.T) {
 	if !strings.Contains(w.Body.String(), "&#34;&gt;&lt;svg onload=alert(1)&gt;") {
 		t.Errorf("the hostile user channel ID is not shown escaped:\n%s", w.Body)
 	}
-	w = f.do(http.MethodGet, "/ui/commands/"+cmd.CommandUUID, s, nil, "")
-	if !strings.Contains(w.Body.String(), "&amp;lt;script&amp;gt;alert(2)") {
-		t.Errorf("the result plist is not shown escaped:\n%s", w.Body)
+	for _, target := range []string{"/ui/commands/" + cmd.CommandUUID, enrollmentURL(f.dev.ID())} {
+		w = f.do(http.MethodGet, target, s, nil, "")
+		if !strings.Contains(w.Body.String(), "&amp;lt;script&amp;gt;alert(2)") {
+			t.Errorf("%s: the result plist is not shown escaped:\n%s", target, w.Body)
+		}
 	}
 	if csp := w.Header().Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self'") {
 		t.Errorf("Content-Security-Policy %q does not keep inline script out", csp)
