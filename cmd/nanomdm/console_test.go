@@ -239,25 +239,48 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Errorf("back: at %s, want the enrollment page", url)
 	}
 
-	// Queue a raw plist without push, then remove it.
-	cmd, err := mdm.NewCommand("console-raw-1", "ProfileList", nil)
-	if err != nil {
-		t.Fatal(err)
+	// The enrollment page now shows the answer, pretty-printed, and the
+	// identity certificate the device authenticated with.
+	run("enrollment with result", chromedp.Navigate(s.url+"/ui/enrollments/"+dev.UDID()), chromedp.WaitVisible(chromedp.CSS("details.result")),
+		chromedp.Click(chromedp.CSS("details.result summary b")), chromedp.WaitVisible(chromedp.CSS("details.result pre.plist")))
+	if have := text("details.result"); !strings.Contains(have, "DeviceInformation") || !strings.Contains(have, "Acknowledged") || !strings.Contains(have, "<key>QueryResponses</key>") {
+		t.Errorf("recent results on the enrollment page: have %q, want the acknowledged DeviceInformation with its plist", have)
 	}
-	run("raw form", chromedp.Navigate(s.url+"/ui/enrollments/"+dev.UDID()), chromedp.WaitVisible(chromedp.CSS("h1.id")),
-		chromedp.Click(chromedp.CSS(`details summary`)),
-		chromedp.SetValue(chromedp.ID("#plist"), string(cmd.Raw)),
-		chromedp.Click(chromedp.CSS(`details form.command input[name="push"]`)),
-		chromedp.Click(chromedp.CSS(`details form.command button.primary`)),
-		chromedp.WaitVisible(chromedp.CSS(`a[href*="console-raw-1"]`)))
-	if have := text("table.list tbody"); !strings.Contains(have, "console-raw-1") || !strings.Contains(have, "ProfileList") {
-		t.Errorf("queue after raw plist: %q", have)
+	if have := text(".facts"); !strings.Contains(have, "console device") || !strings.Contains(have, "expires") {
+		t.Errorf("enrollment facts lack the identity certificate: %q", have)
 	}
-	run("queue", shot.take("07-enrollment-queue"))
-	// (The page already has a .flash.ok: wait for the emptied queue.)
-	run("removing", chromedp.Click(chromedp.CSS(`button.danger`)), chromedp.WaitVisible(chromedp.CSS("table.list td.empty")))
+	run("enrollment detail", shot.take("07-enrollment-detail"))
+
+	// Queue two raw plists without push; remove one with its own
+	// button, then the rest with the queue's.
+	for _, uuid := range []string{"console-raw-1", "console-raw-2"} {
+		cmd, err := mdm.NewCommand(uuid, "ProfileList", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		run("raw form", chromedp.Navigate(s.url+"/ui/enrollments/"+dev.UDID()), chromedp.WaitVisible(chromedp.CSS("h1.id")),
+			chromedp.Click(chromedp.CSS(`details.raw summary`)),
+			chromedp.SetValue(chromedp.ID("#plist"), string(cmd.Raw)),
+			chromedp.Click(chromedp.CSS(`details.raw form.command input[name="push"]`)),
+			chromedp.Click(chromedp.CSS(`details.raw form.command button.primary`)),
+			chromedp.WaitVisible(chromedp.CSS(`table.list a[href*="`+uuid+`"]`)))
+	}
+	if have := text("table.list tbody"); !strings.Contains(have, "console-raw-1") || !strings.Contains(have, "console-raw-2") || !strings.Contains(have, "ProfileList") {
+		t.Errorf("queue after raw plists: %q", have)
+	}
+	run("queue", shot.take("08-enrollment-queue"))
+	run("removing one", chromedp.Click(chromedp.CSS(`form[action*="/queue/console-raw-1/remove"] button`)),
+		chromedp.WaitVisible(chromedp.CSS(`.flash.ok`)))
+	if have := text("main"); !strings.Contains(have, "Removed console-raw-1 from the queue") {
+		t.Errorf("after removing one: page says %q", have)
+	}
+	if have := text("table.list tbody"); strings.Contains(have, "console-raw-1") || !strings.Contains(have, "console-raw-2") {
+		t.Errorf("queue after removing console-raw-1: %q", have)
+	}
+	run("removed one", shot.take("09-enrollment-removed"))
+	run("removing all", chromedp.Click(chromedp.CSS(`form[action$="/queue/clear"] button`)), chromedp.WaitVisible(chromedp.CSS("table.list td.empty")))
 	if have := text("table.list tbody"); !strings.Contains(have, "Nothing queued") {
-		t.Errorf("queue after removing: %q", have)
+		t.Errorf("queue after removing all: %q", have)
 	}
 	if next, err := dev.Channel.Idle(dctx); err != nil || next != nil {
 		t.Errorf("device after removal: have %v, %v; want nothing queued", next, err)
@@ -274,18 +297,18 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	run("push certificate page", chromedp.Navigate(s.url+"/ui/pushcert"), chromedp.WaitVisible(chromedp.ID("#cert")),
-		shot.take("08-pushcert-missing"),
+		shot.take("10-pushcert-missing"),
 		chromedp.SetUploadFiles(chromedp.ID("#cert"), []string{certPath}),
 		chromedp.SetUploadFiles(chromedp.ID("#key"), []string{keyPath}),
 		chromedp.Submit(chromedp.ID("#cert")),
 		chromedp.WaitVisible(chromedp.CSS(".flash.ok")),
-		shot.take("09-pushcert-stored"))
+		shot.take("11-pushcert-stored"))
 	if have := text("main"); !strings.Contains(have, "Stored the push certificate for "+simulator.DefaultTopic) {
 		t.Errorf("after upload: page says %q", have)
 	}
 
 	// The overview now shows the answered command and the stored certificate.
-	run("overview after", chromedp.Navigate(s.url+"/ui/"), chromedp.WaitVisible(chromedp.CSS("svg.chart")), shot.take("10-overview"))
+	run("overview after", chromedp.Navigate(s.url+"/ui/"), chromedp.WaitVisible(chromedp.CSS("svg.chart")), shot.take("12-overview"))
 	if have := text("main"); strings.Contains(have, "no certificate stored") || !strings.Contains(have, "Acknowledged 1") {
 		t.Errorf("overview after: want the certificate valid and one Acknowledged result, page says %q", have)
 	}
