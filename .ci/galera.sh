@@ -83,6 +83,9 @@ wsrep_node_address=127.0.0.1:$(gcomm_port "$n")
 wsrep_provider_options="gmcast.listen_addr=tcp://127.0.0.1:$(gcomm_port "$n");ist.recv_addr=127.0.0.1:$(ist_port "$n");gcache.size=64M"
 wsrep_sst_method=rsync
 wsrep_sst_receive_address=127.0.0.1:$(sst_port "$n")
+# Refuse tables Galera cannot replicate safely: without a primary key, or
+# not InnoDB.
+wsrep_mode=REQUIRED_PRIMARY_KEY,STRICT_REPLICATION
 EOF
 }
 
