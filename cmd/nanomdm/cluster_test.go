@@ -421,14 +421,15 @@ func retries(setups []*serverSetup) (n int, sample string) {
 	return n, sample
 }
 
-// errorLines returns the error lines of every run of setups.
+// errorLines returns the lines of every run of setups that tell of a
+// failure.
 func errorLines(setups []*serverSetup) string {
 	var b strings.Builder
 	for _, s := range setups {
 		logs, _ := filepath.Glob(filepath.Join(s.dir, "server-*.log"))
 		for _, l := range logs {
 			data, _ := os.ReadFile(l)
-			b.WriteString(grepLines(string(data), "level=error"))
+			b.WriteString(grepLines(string(data), "failed"))
 		}
 	}
 	return b.String()
