@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -212,6 +214,37 @@ func TestPgBouncer(t *testing.T) {
 			t.Errorf("%d device requests answered %d, want only 200", k, status)
 		}
 	}
+
+	// Every device enrolls again with a new identity, all at once, three
+	// times: each Authenticate takes the lock on its new certificate's
+	// hash, while the other devices' statements share the pool's three
+	// connections.
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	reenroll := time.Now()
+	for _, fl := range fleets {
+		for _, d := range fl.devs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for k := 0; k < 3; k++ {
+					id, err := setups[0].ca.Issue(d.dev.UDID())
+					if err != nil {
+						t.Errorf("issuing identity: %v", err)
+						return
+					}
+					d.dev.Identity = id
+					if err := d.dev.Enroll(context.Background()); err != nil {
+						if failed.Add(1) == 1 {
+							t.Errorf("enrolling again: %v", err)
+						}
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	t.Logf("%d devices enrolled again three times at once in %v, %d failures", 2*devices, time.Since(reenroll).Round(time.Millisecond), failed.Load())
 
 	// A restart migrates again, taking the schema lock through the pooler.
 	procs[1].cmd.Process.Signal(syscall.SIGTERM)
