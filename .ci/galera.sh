@@ -14,7 +14,10 @@
 #
 # Ports (node N = 1, 2, 3), all on 127.0.0.1, moved together by
 # GALERA_PORT_OFFSET (default 0):
-#   SQL 33060+N, group communication 45670+N, IST 45680+N, SST (rsync) 45690+N.
+#   SQL 23300+N, group communication 24560+N, IST 24570+N, SST (rsync) 24440+N.
+# They lie below the kernel's ephemeral range (32768-60999): a fixed port
+# inside it can be taken, at the moment a node binds it, by the local end
+# of any outgoing connection (seen here: "Address already in use").
 # Root connects without a password over TCP from 127.0.0.1.
 #
 # start prints one line per node to stdout: "node N PID DSN". Everything
@@ -28,10 +31,10 @@ NODES=3
 log() { echo "galera: $*" >&2; }
 die() { log "$*"; exit 1; }
 
-sql_port() { echo $((33060 + OFFSET + $1)); }
-gcomm_port() { echo $((45670 + OFFSET + $1)); }
-ist_port() { echo $((45680 + OFFSET + $1)); }
-sst_port() { echo $((45690 + OFFSET + $1)); }
+sql_port() { echo $((23300 + OFFSET + $1)); }
+gcomm_port() { echo $((24560 + OFFSET + $1)); }
+ist_port() { echo $((24570 + OFFSET + $1)); }
+sst_port() { echo $((24440 + OFFSET + $1)); }
 
 # Installs what is missing from the distribution.
 install() {
