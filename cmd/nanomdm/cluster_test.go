@@ -484,6 +484,10 @@ func hammer(devs []*fleetDevice, urls []string, c *statusCounter, stop <-chan st
 					}
 					err := ch.TokenUpdate(context.Background())
 					c.add(simulator.StatusOf(err), err)
+					// A device sends one TokenUpdate at a time; three
+					// writers of one row without a pause can make one
+					// lose every one of its ten attempts.
+					time.Sleep(10 * time.Millisecond)
 				}
 			}()
 		}

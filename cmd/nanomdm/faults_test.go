@@ -111,6 +111,12 @@ func (db database) ensureRunning(t *testing.T) {
 	}
 }
 
+// newFleet enrolls n devices at the server of setup.
+func newFleet(t *testing.T, setup *serverSetup, n int) *fleet {
+	t.Helper()
+	return newFleetAt(t, setup.url(), setup.ca, &http.Client{Timeout: 15 * time.Second}, n)
+}
+
 // --- the tests --------------------------------------------------------------
 
 // TestFaultDatabaseOutage stops the database in the middle of a load run.

@@ -95,11 +95,6 @@ type fleet struct {
 	observer func(status int, err error)
 }
 
-func newFleet(t *testing.T, setup *serverSetup, n int) *fleet {
-	t.Helper()
-	return newFleetAt(t, setup.url(), setup.ca, &http.Client{Timeout: 15 * time.Second}, n)
-}
-
 // newFleetAt enrolls n devices with identities from ca at the server
 // (or load balancer) at url, all sending with client.
 func newFleetAt(t *testing.T, url string, ca *simulator.CA, client *http.Client, n int) *fleet {
