@@ -19,6 +19,20 @@ if ! command -v chromium >/dev/null; then
 	apt-get update && apt-get install -y chromium
 fi
 
+# The cluster tests (cmd/nanomdm: TestGalera, TestPgBouncer) run a
+# three-node Galera cluster (.ci/galera.sh: galera-4, rsync for state
+# transfers), nginx with the site of docs/deploy, and PgBouncer, all from
+# the distribution; none is started as a service.
+cluster_missing=()
+[ -f /usr/lib/galera/libgalera_smm.so ] || cluster_missing+=(galera-4)
+command -v rsync >/dev/null || cluster_missing+=(rsync)
+[ -x /usr/sbin/nginx ] || cluster_missing+=(nginx)
+[ -x /usr/sbin/pgbouncer ] || cluster_missing+=(pgbouncer)
+if [ ${#cluster_missing[@]} -gt 0 ]; then
+	echo "== installing ${cluster_missing[*]} (for the cluster tests)"
+	apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y "${cluster_missing[@]}"
+fi
+
 echo "== gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
 if [ -n "$unformatted" ]; then

@@ -195,9 +195,9 @@ ON CONFLICT (id, sha256) DO UPDATE SET
     cert_not_after = EXCLUDED.cert_not_after,
     updated_at     = now()`,
 
-	CertHashTaken:  `SELECT 1 FROM cert_auth_associations WHERE sha256 = :sha256 AND id <> :id LIMIT 1`,
-	LockCertHash:   `SELECT 1 FROM pg_advisory_lock(740661, hashtext(:sha256))`,
-	UnlockCertHash: `SELECT pg_advisory_unlock(740661, hashtext(:sha256))`,
+	CertHashTaken: `SELECT 1 FROM cert_auth_associations WHERE sha256 = :sha256 AND id <> :id LIMIT 1`,
+	// A transaction lock, released at commit (see Migrate's lock).
+	LockCertHash: `SELECT 1 FROM pg_advisory_xact_lock(740661, hashtext(:sha256))`,
 
 	SelectMigration: `
 SELECT d.id, 0, d.id, d.authenticate
@@ -323,6 +323,7 @@ WHERE table_schema = current_schema() AND table_name IN (:names)`,
 	SelectVersion: `SELECT max(version) FROM schema_version`,
 	InsertVersion: `INSERT INTO schema_version (version) VALUES (:version)`,
 	// An advisory lock is per database; the key is arbitrary but fixed.
-	Lock:   `SELECT 1 FROM pg_advisory_lock(7406611829)`,
-	Unlock: `SELECT pg_advisory_unlock(7406611829)`,
+	// A transaction lock: a session lock would stay with whichever server
+	// connection a pooler in transaction mode gave the statement.
+	Lock: `SELECT 1 FROM pg_advisory_xact_lock(7406611829)`,
 }

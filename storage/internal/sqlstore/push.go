@@ -184,16 +184,16 @@ func (s *Store) AssociateCertHash(r *mdm.Request, hash string, certNotAfter time
 		notAfter = certNotAfter.UTC()
 	}
 	args := Args{"id": deviceID, "sha256": hash, "not_after": notAfter}
-	err = s.withCertHashLock(ctx, hash, func(conn *sql.Conn) error {
+	err = s.withCertHashLock(ctx, hash, func(q querier) error {
 		var one int
-		taken, err := s.scanOne(ctx, conn, s.d.Queries.CertHashTaken, args, &one)
+		taken, err := s.scanOne(ctx, q, s.d.Queries.CertHashTaken, args, &one)
 		if err != nil {
 			return err
 		}
 		if taken {
 			return fmt.Errorf("%w: %s", storage.ErrCertHashTaken, hash)
 		}
-		_, err = s.exec(ctx, conn, s.d.Queries.AssociateCertHash, args)
+		_, err = s.exec(ctx, q, s.d.Queries.AssociateCertHash, args)
 		return err
 	})
 	if err != nil {
@@ -202,18 +202,35 @@ func (s *Store) AssociateCertHash(r *mdm.Request, hash string, certNotAfter time
 	return nil
 }
 
-// withCertHashLock runs fn on a connection that holds the lock on hash.
-// A connection whose unlock fails is closed rather than pooled, which
-// releases the lock.
-func (s *Store) withCertHashLock(ctx context.Context, hash string, fn func(*sql.Conn) error) error {
+// withCertHashLock runs fn while holding the lock on hash: in a
+// transaction holding a transaction lock when the dialect has no
+// UnlockCertHash (which also works through a pooler in transaction
+// mode), else on one connection holding a session lock. A connection
+// whose unlock fails is closed rather than pooled, which releases the
+// lock.
+func (s *Store) withCertHashLock(ctx context.Context, hash string, fn func(querier) error) error {
+	lock := func(q querier) error {
+		var locked int
+		if _, err := s.scanOne(ctx, q, s.d.Queries.LockCertHash, Args{"sha256": hash}, &locked); err != nil || locked != 1 {
+			return fmt.Errorf("locking certificate hash (result %d): %w", locked, err)
+		}
+		return nil
+	}
+	if s.d.Queries.UnlockCertHash == "" {
+		return s.inTx(ctx, "associate certificate hash", func(tx *sql.Tx) error {
+			if err := lock(tx); err != nil {
+				return err
+			}
+			return fn(tx)
+		})
+	}
 	conn, err := s.db.Conn(ctx)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	var locked int
-	if _, err := s.scanOne(ctx, conn, s.d.Queries.LockCertHash, Args{"sha256": hash}, &locked); err != nil || locked != 1 {
-		return fmt.Errorf("locking certificate hash (result %d): %w", locked, err)
+	if err := lock(conn); err != nil {
+		return err
 	}
 	defer func() {
 		if _, err := s.exec(context.WithoutCancel(ctx), conn, s.d.Queries.UnlockCertHash, Args{"sha256": hash}); err != nil {

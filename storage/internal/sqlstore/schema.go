@@ -26,9 +26,9 @@ type Schema struct {
 	Tables []string
 	// VersionTable is the table of applied versions.
 	VersionTable string
-	// TransactionalDDL runs each upgrade in a transaction (PostgreSQL).
-	// Without it (MySQL, where DDL commits implicitly) statements are
-	// applied one by one.
+	// TransactionalDDL runs the whole migration, lock included, in one
+	// transaction (PostgreSQL). Without it (MySQL, where DDL commits
+	// implicitly) statements are applied one by one.
 	TransactionalDDL bool
 
 	// CountTables returns how many of :names exist in the current
@@ -38,9 +38,11 @@ type Schema struct {
 	SelectVersion string
 	// InsertVersion records :version as applied.
 	InsertVersion string
-	// Lock and Unlock take and release a session lock that serialises
-	// schema changes between servers starting together. Lock must return
-	// one row whose first column is 1 on success.
+	// Lock takes the lock that serialises schema changes between servers
+	// starting together; it must return one row whose first column is 1
+	// on success. With TransactionalDDL it is a transaction lock, released
+	// at commit, and Unlock is empty; otherwise a session lock that Unlock
+	// releases.
 	Lock   string
 	Unlock string
 }
@@ -98,7 +100,13 @@ func (s *Store) CheckSchema(ctx context.Context) error {
 // Migrate creates the schema in an empty database or applies the
 // upgrades an older one lacks. It holds the dialect's schema lock
 // throughout, so servers starting together apply each step once.
-func (s *Store) Migrate(ctx context.Context) (err error) {
+//
+// With TransactionalDDL (PostgreSQL) the lock is taken inside one
+// transaction that holds every step, and released by its end: no session
+// state outlives a statement, so migrating works through a connection
+// pooler in transaction mode. Otherwise (MySQL) the lock is a session
+// lock on one connection, and each statement commits on its own.
+func (s *Store) Migrate(ctx context.Context) error {
 	sc := &s.d.Schema
 	conn, err := s.db.Conn(ctx)
 	if err != nil {
@@ -106,29 +114,57 @@ func (s *Store) Migrate(ctx context.Context) (err error) {
 	}
 	defer conn.Close()
 	var locked int
-	if _, err := s.scanOne(ctx, conn, sc.Lock, Args{}, &locked); err != nil || locked != 1 {
-		return fmt.Errorf("migrating schema: taking schema lock (result %d): %w", locked, err)
-	}
-	defer func() {
-		if _, uerr := s.exec(context.WithoutCancel(ctx), conn, sc.Unlock, Args{}); uerr != nil && err == nil {
-			err = fmt.Errorf("migrating schema: releasing schema lock: %w", uerr)
+	lock := func(q querier) error {
+		if _, err := s.scanOne(ctx, q, sc.Lock, Args{}, &locked); err != nil || locked != 1 {
+			return fmt.Errorf("migrating schema: taking schema lock (result %d): %w", locked, err)
 		}
-	}()
+		return nil
+	}
+	if sc.TransactionalDDL {
+		tx, err := conn.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("migrating schema: %w", err)
+		}
+		if err := lock(tx); err != nil {
+			tx.Rollback()
+			return err
+		}
+		if err := s.migrate(ctx, tx); err != nil {
+			tx.Rollback()
+			return err
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("migrating schema: committing: %w", err)
+		}
+		return nil
+	}
+	if err := lock(conn); err != nil {
+		return err
+	}
+	err = s.migrate(ctx, conn)
+	if _, uerr := s.exec(context.WithoutCancel(ctx), conn, sc.Unlock, Args{}); uerr != nil && err == nil {
+		err = fmt.Errorf("migrating schema: releasing schema lock: %w", uerr)
+	}
+	return err
+}
 
-	v, ok, err := s.schemaVersion(ctx, conn)
+// migrate creates or upgrades the schema on q, which holds the lock.
+func (s *Store) migrate(ctx context.Context, q querier) error {
+	sc := &s.d.Schema
+	v, ok, err := s.schemaVersion(ctx, q)
 	if err != nil {
 		return fmt.Errorf("migrating schema: reading version: %w", err)
 	}
 	if !ok {
 		var n int
-		if _, err := s.scanOne(ctx, conn, sc.CountTables, Args{"names": sc.Tables}, &n); err != nil {
+		if _, err := s.scanOne(ctx, q, sc.CountTables, Args{"names": sc.Tables}, &n); err != nil {
 			return fmt.Errorf("migrating schema: %w", err)
 		}
 		if n > 0 {
 			return fmt.Errorf("%w: database has %d %s tables but no %s table: not created by this server's schema, refusing to change it",
 				ErrSchema, n, s.d.Name, sc.VersionTable)
 		}
-		if err := s.apply(ctx, conn, sc.SQL, 0); err != nil {
+		if err := s.apply(ctx, q, sc.SQL, 0); err != nil {
 			return fmt.Errorf("migrating schema: creating version %d: %w", sc.Version, err)
 		}
 		s.logger.Info("msg", "created database schema", "version", sc.Version)
@@ -138,7 +174,7 @@ func (s *Store) Migrate(ctx context.Context) (err error) {
 		if u.Version <= v {
 			continue
 		}
-		if err := s.apply(ctx, conn, u.SQL, u.Version); err != nil {
+		if err := s.apply(ctx, q, u.SQL, u.Version); err != nil {
 			return fmt.Errorf("migrating schema: upgrading to version %d: %w", u.Version, err)
 		}
 		s.logger.Info("msg", "upgraded database schema", "from", v, "to", u.Version)
@@ -147,35 +183,20 @@ func (s *Store) Migrate(ctx context.Context) (err error) {
 	return nil
 }
 
-// apply runs the statements of script, then records version (unless 0:
-// the full schema records its own).
-func (s *Store) apply(ctx context.Context, conn *sql.Conn, script string, version int) error {
-	stmts := SplitStatements(script)
-	run := func(q querier) error {
-		for _, st := range stmts {
-			if _, err := q.ExecContext(ctx, st); err != nil {
-				return fmt.Errorf("%w\nin statement:\n%s", err, st)
-			}
+// apply runs the statements of script on q, then records version (unless
+// 0: the full schema records its own).
+func (s *Store) apply(ctx context.Context, q querier, script string, version int) error {
+	for _, st := range SplitStatements(script) {
+		if _, err := q.ExecContext(ctx, st); err != nil {
+			return fmt.Errorf("%w\nin statement:\n%s", err, st)
 		}
-		if version > 0 {
-			if _, err := s.exec(ctx, q, s.d.Schema.InsertVersion, Args{"version": version}); err != nil {
-				return err
-			}
+	}
+	if version > 0 {
+		if _, err := s.exec(ctx, q, s.d.Schema.InsertVersion, Args{"version": version}); err != nil {
+			return err
 		}
-		return nil
 	}
-	if !s.d.Schema.TransactionalDDL {
-		return run(conn)
-	}
-	tx, err := conn.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if err := run(tx); err != nil {
-		tx.Rollback()
-		return err
-	}
-	return tx.Commit()
+	return nil
 }
 
 // SplitStatements splits an SQL script at the semicolons that end its

@@ -173,10 +173,11 @@ type Queries struct {
 	// CertHashTaken returns a row when :sha256 is associated with an id
 	// other than :id.
 	CertHashTaken string
-	// LockCertHash and UnlockCertHash take and release a session lock on
-	// :sha256 that serialises associating it between servers sharing
-	// the database. LockCertHash returns one row whose first column is 1
-	// on success.
+	// LockCertHash takes a lock on :sha256 that serialises associating
+	// it between servers sharing the database, and returns one row whose
+	// first column is 1 on success. With UnlockCertHash empty it is a
+	// transaction lock (released at commit); otherwise a session lock
+	// that UnlockCertHash releases.
 	LockCertHash   string
 	UnlockCertHash string
 
