@@ -1,6 +1,12 @@
 package metrics
 
-import "github.com/nanomdm/nanomdm/service/webhook"
+import (
+	"context"
+	"time"
+
+	"github.com/nanomdm/nanomdm/service/webhook"
+	"github.com/nanomdm/nanomdm/storage"
+)
 
 // ObserveWebhook implements webhook.Observer: pass the Metrics to
 // webhook.WithObserver.
@@ -16,3 +22,51 @@ func (m *Metrics) ObserveWebhook(o webhook.Outcome) {
 }
 
 var _ webhook.Observer = (*Metrics)(nil)
+
+// Append implements storage.OutboxStore.
+func (s *instrumented) Append(ctx context.Context, events []storage.OutboxEvent) error {
+	start := time.Now()
+	err := s.next.Append(ctx, events)
+	s.done("Append", start, err)
+	return err
+}
+
+// Claim implements storage.OutboxStore.
+func (s *instrumented) Claim(ctx context.Context, owner string, n int, lease time.Duration) ([]storage.OutboxEvent, error) {
+	start := time.Now()
+	events, err := s.next.Claim(ctx, owner, n, lease)
+	s.done("Claim", start, err)
+	return events, err
+}
+
+// Delete implements storage.OutboxStore.
+func (s *instrumented) Delete(ctx context.Context, ids []int64) error {
+	start := time.Now()
+	err := s.next.Delete(ctx, ids)
+	s.done("Delete", start, err)
+	return err
+}
+
+// Release implements storage.OutboxStore.
+func (s *instrumented) Release(ctx context.Context, owner string, ids []int64, retryAt time.Time) error {
+	start := time.Now()
+	err := s.next.Release(ctx, owner, ids, retryAt)
+	s.done("Release", start, err)
+	return err
+}
+
+// Trim implements storage.OutboxStore.
+func (s *instrumented) Trim(ctx context.Context, maxEvents int, before time.Time) (int, error) {
+	start := time.Now()
+	n, err := s.next.Trim(ctx, maxEvents, before)
+	s.done("Trim", start, err)
+	return n, err
+}
+
+// OutboxStats implements storage.OutboxStore.
+func (s *instrumented) OutboxStats(ctx context.Context) (storage.OutboxStats, error) {
+	start := time.Now()
+	st, err := s.next.OutboxStats(ctx)
+	s.done("OutboxStats", start, err)
+	return st, err
+}

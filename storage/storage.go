@@ -212,6 +212,7 @@ type AllStorage interface {
 	InspectionStore
 	FleetCounter
 	SCEPChallengeStore
+	OutboxStore
 	Pinger
 }
 
