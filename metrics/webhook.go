@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/nanomdm/nanomdm/service/webhook"
 	"github.com/nanomdm/nanomdm/storage"
 )
@@ -69,4 +71,42 @@ func (s *instrumented) OutboxStats(ctx context.Context) (storage.OutboxStats, er
 	st, err := s.next.OutboxStats(ctx)
 	s.done("OutboxStats", start, err)
 	return st, err
+}
+
+// outboxCollector reads the outbox stats once per scrape.
+type outboxCollector struct {
+	stats      func(context.Context) (storage.OutboxStats, error)
+	depth, age *prometheus.Desc
+}
+
+func (c *outboxCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.depth; ch <- c.age }
+
+func (c *outboxCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := c.stats(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(c.depth, err)
+		return
+	}
+	age := 0.0
+	if !st.Oldest.IsZero() {
+		age = max(time.Since(st.Oldest).Seconds(), 0)
+	}
+	ch <- prometheus.MustNewConstMetric(c.depth, prometheus.GaugeValue, float64(st.Depth))
+	ch <- prometheus.MustNewConstMetric(c.age, prometheus.GaugeValue, age)
+}
+
+// WatchOutbox registers nanomdm_webhook_outbox_depth and
+// nanomdm_webhook_outbox_oldest_age_seconds, read from stats (the
+// storage's OutboxStats) at each scrape. Call it once, and only when the
+// webhook runs.
+func (m *Metrics) WatchOutbox(stats func(context.Context) (storage.OutboxStats, error)) {
+	m.reg.MustRegister(&outboxCollector{
+		stats: stats,
+		depth: prometheus.NewDesc(prometheus.BuildFQName(Namespace, "webhook", "outbox_depth"),
+			"Webhook events in the outbox (waiting or being delivered), on every server sharing the storage.", nil, nil),
+		age: prometheus.NewDesc(prometheus.BuildFQName(Namespace, "webhook", "outbox_oldest_age_seconds"),
+			"Age of the oldest webhook event in the outbox; 0 when empty.", nil, nil),
+	})
 }
