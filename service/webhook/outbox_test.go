@@ -268,4 +268,3 @@ func TestOutboxMaxAge(t *testing.T) {
 		t.Errorf("outbox: %d events, want 0", st.Depth)
 	}
 }
-
