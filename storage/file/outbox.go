@@ -55,7 +55,7 @@ func decodeOutboxEvent(id int64, data []byte) (storage.OutboxEvent, error) {
 	var n [3]int64
 	for i, f := range fields[2:] {
 		v, err := strconv.ParseInt(f, 10, 64)
-		if err != nil || v < 0 {
+		if err != nil || (i > 0 && v < 0) {
 			return storage.OutboxEvent{}, errTornEvent
 		}
 		n[i] = v
