@@ -73,3 +73,9 @@ func BenchmarkEnqueue100k(tb *testing.B, b *Backend) {
 		SeedEnrollments(tb, b, s.DB(), ids)
 	})
 }
+
+// BenchmarkOutboxAppend is one webhook event appended to the outbox of a
+// fresh database of b.
+func BenchmarkOutboxAppend(tb *testing.B, b *Backend) {
+	storagetest.BenchmarkOutboxAppend(tb, b.OpenFresh(tb, ""))
+}
