@@ -115,7 +115,7 @@ func New(version string) *Metrics {
 	})
 	m.webhookFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: Namespace, Subsystem: "webhook", Name: "failures_total",
-		Help: "Webhook events lost: given up after retries (failed) or dropped unsent (queue_full, closed).",
+		Help: "Webhook delivery rounds that failed after their retries (failed: the event waits in the outbox for a later round, unless the endpoint refused it with 4xx) and events dropped unsent (queue_full, expired: beyond the outbox bounds; store_error: the outbox write failed; closed).",
 	}, []string{"reason"})
 	m.webhookRetries = prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: Namespace, Subsystem: "webhook", Name: "retries_total",
@@ -151,7 +151,7 @@ func New(version string) *Metrics {
 	for _, v := range knownStatuses {
 		m.reports.WithLabelValues(v)
 	}
-	for _, v := range []webhook.Outcome{webhook.Failed, webhook.DroppedFull, webhook.DroppedClosed} {
+	for _, v := range []webhook.Outcome{webhook.Failed, webhook.DroppedFull, webhook.DroppedExpired, webhook.DroppedStore, webhook.DroppedClosed} {
 		m.webhookFailures.WithLabelValues(string(v))
 	}
 	return m

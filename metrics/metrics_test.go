@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -165,12 +166,12 @@ func TestService(t *testing.T) {
 func TestObserveWebhook(t *testing.T) {
 	m := New("test")
 	var o webhook.Observer = m
-	for _, oc := range []webhook.Outcome{webhook.Delivered, webhook.Delivered, webhook.Retried, webhook.Failed, webhook.DroppedFull, webhook.DroppedClosed} {
+	for _, oc := range []webhook.Outcome{webhook.Delivered, webhook.Delivered, webhook.Retried, webhook.Failed, webhook.DroppedFull, webhook.DroppedExpired, webhook.DroppedStore, webhook.DroppedClosed} {
 		o.ObserveWebhook(oc)
 	}
 	counter(t, m.webhookDeliveries, 2, "deliveries")
 	counter(t, m.webhookRetries, 1, "retries")
-	for _, r := range []string{"failed", "queue_full", "closed"} {
+	for _, r := range []string{"failed", "queue_full", "expired", "store_error", "closed"} {
 		counter(t, m.webhookFailures.WithLabelValues(r), 1, "failures "+r)
 	}
 }
@@ -215,5 +216,33 @@ func TestHTTPMiddleware(t *testing.T) {
 	}
 	if strings.Contains(body, "/v1/things/a") {
 		t.Error("metrics output holds a raw path")
+	}
+}
+
+// TestWatchOutbox: the outbox gauges show the stats of the store at
+// scrape time.
+func TestWatchOutbox(t *testing.T) {
+	m := New("test")
+	oldest := time.Now().Add(-90 * time.Second)
+	m.WatchOutbox(func(context.Context) (storage.OutboxStats, error) {
+		return storage.OutboxStats{Depth: 42, Oldest: oldest}, nil
+	})
+	families, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatalf("gather: %v", err)
+	}
+	have := map[string]float64{}
+	for _, f := range families {
+		for _, mt := range f.GetMetric() {
+			if mt.GetGauge() != nil {
+				have[f.GetName()] = mt.GetGauge().GetValue()
+			}
+		}
+	}
+	if v := have["nanomdm_webhook_outbox_depth"]; v != 42 {
+		t.Errorf("outbox depth: have %v, want 42", v)
+	}
+	if v := have["nanomdm_webhook_outbox_oldest_age_seconds"]; v < 89 || v > 120 {
+		t.Errorf("oldest age: have %v, want about 90", v)
 	}
 }

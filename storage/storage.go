@@ -214,6 +214,7 @@ type AllStorage interface {
 	EnrollmentDetailer
 	QueuedCommandRemover
 	SCEPChallengeStore
+	OutboxStore
 	Pinger
 }
 

@@ -13,7 +13,6 @@ import (
 	"github.com/nanomdm/nanomdm/log"
 	"github.com/nanomdm/nanomdm/service/dmforward"
 	"github.com/nanomdm/nanomdm/service/webhook"
-	"github.com/nanomdm/nanomdm/storage"
 )
 
 // integrationsConfig is the flags of the webhook, declarative-management
@@ -25,6 +24,8 @@ type integrationsConfig struct {
 	webhookRetries   int
 	webhookWorkers   int
 	webhookQueueSize int
+	webhookMaxAge    time.Duration
+	webhookLease     time.Duration
 	dm               string
 	dmSendHMACKey    string
 	dmRecvHMACKey    string
@@ -39,7 +40,9 @@ func (c *integrationsConfig) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.webhookTimeout, "webhook-timeout", webhook.DefaultTimeout, "time allowed for one webhook delivery attempt")
 	fs.IntVar(&c.webhookRetries, "webhook-retries", webhook.DefaultRetries, "retries of a webhook delivery after a connection error or 5xx answer")
 	fs.IntVar(&c.webhookWorkers, "webhook-workers", webhook.DefaultWorkers, "webhook deliveries in flight at once")
-	fs.IntVar(&c.webhookQueueSize, "webhook-queue-size", webhook.DefaultQueueSize, "webhook events waiting for delivery at most; further events are dropped (logged)")
+	fs.IntVar(&c.webhookQueueSize, "webhook-queue-size", webhook.DefaultQueueSize, "webhook events kept in the outbox at most; beyond it the oldest are dropped (logged, counted); 0: no bound")
+	fs.DurationVar(&c.webhookMaxAge, "webhook-max-age", webhook.DefaultMaxAge, "drop webhook events older than this from the outbox (logged, counted); 0: no bound")
+	fs.DurationVar(&c.webhookLease, "webhook-lease", webhook.DefaultLease, "how long a server reserves the webhook events it is delivering; after a crash another server (or the restarted one) sends them once it ends")
 	fs.StringVar(&c.dm, "dm", "", "forward DeclarativeManagement check-ins to this base URL (end it with /)")
 	fs.StringVar(&c.dmSendHMACKey, "dm-send-hmac-key", "", "sign requests to the -dm server with this HMAC key (X-Hmac-Signature)")
 	fs.StringVar(&c.dmRecvHMACKey, "dm-recv-hmac-key", "", "require answers of the -dm server to be signed with this HMAC key (X-Hmac-Signature)")
@@ -104,7 +107,7 @@ func (c *integrationsConfig) dmForwarder(logger log.Logger) (*dmforward.Forwarde
 
 // newWebhook returns the started webhook, or nil without -webhook-url.
 // opts are added to those of the flags.
-func (c *integrationsConfig) newWebhook(tally storage.TokenUpdateTallyStore, logger log.Logger, opts ...webhook.Option) *webhook.Webhook {
+func (c *integrationsConfig) newWebhook(store webhook.Store, logger log.Logger, opts ...webhook.Option) *webhook.Webhook {
 	if c.webhookURL == "" {
 		return nil
 	}
@@ -114,11 +117,13 @@ func (c *integrationsConfig) newWebhook(tally storage.TokenUpdateTallyStore, log
 		webhook.WithRetries(c.webhookRetries),
 		webhook.WithWorkers(c.webhookWorkers),
 		webhook.WithQueueSize(c.webhookQueueSize),
+		webhook.WithMaxAge(c.webhookMaxAge),
+		webhook.WithLease(c.webhookLease),
 	}, opts...)
 	if c.webhookHMACKey != "" {
 		opts = append(opts, webhook.WithHMACKey([]byte(c.webhookHMACKey)))
 	}
-	return webhook.New(c.webhookURL, tally, opts...)
+	return webhook.New(c.webhookURL, store, opts...)
 }
 
 // authProxy returns the /authproxy/ handler (prefix stripped, before the

@@ -283,6 +283,7 @@ func (a *app) services(mtr *metrics.Metrics, stdout io.Writer) (*chain, error) {
 	core := nanomdm.New(store, coreOpts...)
 	svc = core
 	if hook := c.integrations.newWebhook(store, logger.With("service", "webhook"), webhook.WithObserver(mtr)); hook != nil {
+		mtr.WatchOutbox(store.OutboxStats)
 		// Closed after the server has finished its requests and before
 		// the storage closes: queued events are delivered.
 		a.closers = append(a.closers, func() {

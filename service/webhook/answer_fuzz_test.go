@@ -3,6 +3,7 @@ package webhook
 import (
 	"bytes"
 	"context"
+	"github.com/nanomdm/nanomdm/storage/inmem"
 	"io"
 	"net/http"
 	"testing"
@@ -67,7 +68,7 @@ func FuzzAnswer(f *testing.F) {
 	f.Add(503, "", bytes.Repeat([]byte("x"), 100<<10))
 	f.Add(999, "", []byte(nil))
 	f.Add(-1, "", []byte(nil))
-	w := New("http://webhook.invalid/hook", nil)
+	w := New("http://webhook.invalid/hook", inmem.New())
 	defer w.Close(context.Background())
 	f.Fuzz(func(t *testing.T, status int, location string, body []byte) {
 		if status < 100 || status > 999 {

@@ -307,8 +307,8 @@ func TestEvents(t *testing.T) {
 	}
 }
 
-// failingTally is a TokenUpdateTallyStore that always fails.
-type failingTally struct{}
+// failingTally is a Store whose TokenUpdate tally always fails.
+type failingTally struct{ *inmem.Storage }
 
 func (failingTally) RetrieveTokenUpdateTally(context.Context, string) (int, error) {
 	return 0, errors.New("tally store down")
@@ -318,7 +318,7 @@ func (failingTally) RetrieveTokenUpdateTally(context.Context, string) (int, erro
 // (without the tally) and reports the error.
 func TestTallyError(t *testing.T) {
 	rc := newReceiver(t, nil)
-	w := New(rc.srv.URL, failingTally{})
+	w := New(rc.srv.URL, failingTally{inmem.New()})
 	t.Cleanup(func() { w.Close(context.Background()) })
 	msg, err := mdm.DecodeCheckin(checkinPlist(t, mdm.MessageTokenUpdate, map[string]any{"UDID": "U2"}))
 	if err != nil {
@@ -481,8 +481,9 @@ func deviceTraffic(t *testing.T, h *harness, devices, rounds int, limit time.Dur
 }
 
 // TestStallingEndpoint: an endpoint that never answers must neither
-// delay nor change device answers, a full queue drops events (reported),
-// and Close with a deadline ends every goroutine.
+// delay nor change device answers, the outbox bound drops the oldest
+// events (logged), and Close with a deadline ends every goroutine and
+// leaves the undelivered events in the outbox.
 func TestStallingEndpoint(t *testing.T) {
 	baseline := runtime.NumGoroutine()
 	release := make(chan struct{})
@@ -493,11 +494,15 @@ func TestStallingEndpoint(t *testing.T) {
 		}
 		return http.StatusOK
 	})
-	h := newHarness(t, rc.srv.URL, WithTimeout(time.Minute), WithWorkers(2), WithQueueSize(8))
+	h := newHarness(t, rc.srv.URL, WithTimeout(time.Minute), WithWorkers(2), WithQueueSize(8), withTrimInterval(10*time.Millisecond))
 	slowest := deviceTraffic(t, h, 10, 5, 2*time.Second)
 	t.Logf("slowest device answer with a stalled webhook: %v", slowest)
-	if len(h.logs.Lines("webhook queue full", "trace_id=")) == 0 {
-		t.Error("no dropped-event log, want the full queue reported with the request's fields")
+	deadline := time.Now().Add(5 * time.Second)
+	for len(h.logs.Lines("msg=webhook events dropped", "reason=queue_full")) == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(h.logs.Lines("msg=webhook events dropped", "reason=queue_full", "count=")) == 0 {
+		t.Error("no dropped-event log, want the outbox bound reported")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
@@ -508,6 +513,9 @@ func TestStallingEndpoint(t *testing.T) {
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("Close took %v, want about its 200ms deadline", d)
 	}
+	if st, _ := h.store.OutboxStats(context.Background()); st.Depth == 0 || st.Depth > 8 {
+		t.Errorf("outbox after Close: %d events, want 1 to 8 (the bound) left for the next start", st.Depth)
+	}
 	close(release)
 	rc.srv.Close()
 	h.client.CloseIdleConnections()
@@ -516,7 +524,8 @@ func TestStallingEndpoint(t *testing.T) {
 }
 
 // TestRefusingEndpoint: an endpoint that refuses connections is retried
-// a bounded number of times, logged, and never affects devices.
+// a bounded number of times, logged, and never affects devices; once it
+// is found down the other events wait in the outbox without attempts.
 func TestRefusingEndpoint(t *testing.T) {
 	baseline := runtime.NumGoroutine()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -534,8 +543,11 @@ func TestRefusingEndpoint(t *testing.T) {
 		t.Errorf("Close: %v", err)
 	}
 	failures := h.logs.Lines("msg=webhook delivery failed", "attempts=3", "topic=mdm.", "id=")
-	if want := 10 * (2 + 5); len(failures) != want {
-		t.Errorf("have %d delivery failure logs with topic, id and attempts=3, want %d (one per event)", len(failures), want)
+	if len(failures) == 0 || len(failures) >= 10*(2+5) {
+		t.Errorf("have %d delivery failure logs with topic, id and attempts=3, want some, fewer than the 70 events", len(failures))
+	}
+	if st, _ := h.store.OutboxStats(context.Background()); st.Depth != 10*(2+5) {
+		t.Errorf("outbox after Close: %d events, want all 70 kept", st.Depth)
 	}
 	h.client.CloseIdleConnections()
 	h.srv.Close()

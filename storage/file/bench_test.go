@@ -5,6 +5,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/nanomdm/nanomdm/storage/storagetest"
 	"github.com/nanomdm/nanomdm/storage/storagetest/handlerbench"
 )
 
@@ -58,4 +59,12 @@ func BenchmarkEnqueue100k(b *testing.B) {
 			b.FailNow()
 		}
 	})
+}
+
+func BenchmarkOutboxAppend(b *testing.B) {
+	s, err := New(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	storagetest.BenchmarkOutboxAppend(b, s)
 }

@@ -23,6 +23,7 @@
 //	cert_auth/<device ID>/<hash>   identity certificate hash association
 //	cert_hashes/<hash>             marks a hash associated with any device;
 //	                               holds the device ID it belongs to
+//	outbox/<event ID>              one webhook event waiting for delivery
 //
 // A user channel lives inside its device's directory, so each path element
 // stays within the 255-byte limit of file names and a device's cascade
@@ -60,6 +61,7 @@ import (
 	"time"
 
 	"github.com/nanomdm/nanomdm/mdm"
+	"github.com/nanomdm/nanomdm/storage/internal/memoutbox"
 )
 
 const (
@@ -102,6 +104,8 @@ type Storage struct {
 	locks [lockStripes]sync.Mutex
 	// challengeStores counts stored SCEP challenges (scepchallenge.go).
 	challengeStores atomic.Uint64
+	// outbox indexes the webhook events spooled in outbox/ (outbox.go).
+	outbox *memoutbox.Outbox
 }
 
 // Option configures a Storage.
@@ -140,6 +144,9 @@ func New(dir string, opts ...Option) (*Storage, error) {
 		if err := os.Mkdir(filepath.Join(abs, sub), dirMode); err != nil && !errors.Is(err, fs.ErrExist) {
 			return nil, fmt.Errorf("creating storage directory: %w", err)
 		}
+	}
+	if err := s.loadOutbox(); err != nil {
+		return nil, err
 	}
 	return s, nil
 }

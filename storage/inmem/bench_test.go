@@ -3,6 +3,7 @@ package inmem
 import (
 	"testing"
 
+	"github.com/nanomdm/nanomdm/storage/storagetest"
 	"github.com/nanomdm/nanomdm/storage/storagetest/handlerbench"
 )
 
@@ -20,4 +21,8 @@ func BenchmarkHandlerRoundTrip(b *testing.B) {
 //	go test -run '^$' -bench Enqueue100k -benchtime 3x ./storage/inmem/
 func BenchmarkEnqueue100k(b *testing.B) {
 	handlerbench.EnqueueMany(b, New(), 100_000, nil)
+}
+
+func BenchmarkOutboxAppend(b *testing.B) {
+	storagetest.BenchmarkOutboxAppend(b, New())
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/nanomdm/nanomdm/cryptoutil"
 	"github.com/nanomdm/nanomdm/mdm"
 	"github.com/nanomdm/nanomdm/storage"
+	"github.com/nanomdm/nanomdm/storage/internal/memoutbox"
 )
 
 // Storage is an in-memory implementation of storage.AllStorage.
@@ -44,6 +45,9 @@ type Storage struct {
 	// scepchallenge.go), under a lock of their own.
 	challengeMu sync.Mutex
 	challenges  map[string]time.Time
+
+	// outbox holds webhook events (see outbox.go), locked on its own.
+	outbox *memoutbox.Outbox
 }
 
 type resultKey struct{ id, uuid string }
@@ -101,6 +105,7 @@ func New() *Storage {
 		pushCerts:   map[string]*pushCert{},
 		certHashes:  map[string]map[string]time.Time{},
 		hashOwners:  map[string]map[string]bool{},
+		outbox:      memoutbox.New(),
 	}
 }
 

@@ -14,3 +14,4 @@ import (
 func BenchmarkHandlerRoundTrip(b *testing.B) { sqltest.BenchmarkHandlerRoundTrip(b, backend) }
 func BenchmarkCommandLoop(b *testing.B)      { sqltest.BenchmarkCommandLoop(b, backend) }
 func BenchmarkEnqueue100k(b *testing.B)      { sqltest.BenchmarkEnqueue100k(b, backend) }
+func BenchmarkOutboxAppend(b *testing.B)     { sqltest.BenchmarkOutboxAppend(b, backend) }

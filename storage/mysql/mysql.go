@@ -24,7 +24,7 @@ import (
 var schemaSQL string
 
 // SchemaVersion is the version schema.sql creates.
-const SchemaVersion = 3
+const SchemaVersion = 4
 
 // upgrades take an older schema to SchemaVersion, one version a step.
 var upgrades = []sqlstore.Upgrade{
@@ -33,6 +33,8 @@ var upgrades = []sqlstore.Upgrade{
 	{Version: 2, SQL: `CREATE INDEX nano_command_results_command_uuid_idx ON nano_command_results (command_uuid, id);`},
 	// 3: one-time challenges of the embedded SCEP server.
 	{Version: 3, SQL: challengeTable},
+	// 4: the webhook outbox.
+	{Version: 4, SQL: outboxTable},
 }
 
 // MySQL server error numbers we act on.
@@ -56,6 +58,7 @@ var dialect = func() *sqlstore.Dialect {
 		MaxParams:   65535,
 		Queries:     queries,
 		Challenges:  challengeQueries,
+		Outbox:      outboxQueries,
 		Schema:      sc,
 		IsDuplicate: func(err error) bool { return serverError(err, errDupEntry) },
 		IsRetryable: func(err error) bool { return serverError(err, errLockDeadlock, errRecordChanged) },

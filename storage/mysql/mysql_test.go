@@ -174,7 +174,7 @@ func TestInspectionAtScale(t *testing.T) {
 
 func TestUpgradeToResultsIndex(t *testing.T) {
 	sqltest.TestUpgrade(t, backend, dialect, 1,
-		[]string{"DROP TABLE nano_scep_challenges", "DROP INDEX nano_command_results_command_uuid_idx ON nano_command_results"},
+		[]string{"DROP TABLE nano_outbox", "DROP TABLE nano_scep_challenges", "DROP INDEX nano_command_results_command_uuid_idx ON nano_command_results"},
 		`SELECT COUNT(*) FROM information_schema.statistics
 		 WHERE table_schema = DATABASE() AND index_name = 'nano_command_results_command_uuid_idx'`, 2)
 }

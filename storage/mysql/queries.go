@@ -303,7 +303,7 @@ var schemaQueries = sqlstore.Schema{
 	Tables: []string{
 		"nano_devices", "nano_users", "nano_enrollments", "nano_commands", "nano_enrollment_queue",
 		"nano_command_results", "nano_push_certs", "nano_cert_auth_associations", "nano_schema_version",
-		"nano_scep_challenges",
+		"nano_scep_challenges", "nano_outbox",
 	},
 	VersionTable: "nano_schema_version",
 	CountTables: `

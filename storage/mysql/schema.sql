@@ -147,7 +147,7 @@ CREATE TABLE nano_schema_version (
     PRIMARY KEY (version)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
-INSERT INTO nano_schema_version (version) VALUES (3);
+INSERT INTO nano_schema_version (version) VALUES (4);
 
 -- One-time challenges of the embedded SCEP server (version 3): keys are
 -- hashes of challenges; expires_at is Unix nanoseconds.
@@ -157,4 +157,20 @@ CREATE TABLE nano_scep_challenges (
 
     PRIMARY KEY (challenge),
     INDEX (expires_at)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+-- Webhook events waiting for delivery (version 4): one row per event,
+-- claimed one key (device) at a time in id order; times are Unix
+-- nanoseconds.
+CREATE TABLE nano_outbox (
+    id          BIGINT NOT NULL AUTO_INCREMENT,
+    event_key   VARCHAR(255) NOT NULL,
+    body        LONGBLOB NOT NULL,
+    created_at  BIGINT NOT NULL,
+    lease_until BIGINT NOT NULL DEFAULT 0,
+    owner       VARCHAR(255) NOT NULL DEFAULT '',
+
+    PRIMARY KEY (id),
+    INDEX nano_outbox_key_idx (event_key, id),
+    INDEX nano_outbox_created_at_idx (created_at)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;

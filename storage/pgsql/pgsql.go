@@ -23,7 +23,7 @@ import (
 var schemaSQL string
 
 // SchemaVersion is the version schema.sql creates.
-const SchemaVersion = 3
+const SchemaVersion = 4
 
 // upgrades take an older schema to SchemaVersion, one version a step.
 var upgrades = []sqlstore.Upgrade{
@@ -32,6 +32,8 @@ var upgrades = []sqlstore.Upgrade{
 	{Version: 2, SQL: `CREATE INDEX command_results_command_uuid_idx ON command_results (command_uuid, id);`},
 	// 3: one-time challenges of the embedded SCEP server.
 	{Version: 3, SQL: challengeTable},
+	// 4: the webhook outbox.
+	{Version: 4, SQL: outboxTable},
 }
 
 // dialect is PostgreSQL's part of the SQL storage.
@@ -47,6 +49,7 @@ var dialect = func() *sqlstore.Dialect {
 		PrepareHot:           true,
 		Queries:              queries,
 		Challenges:           challengeQueries,
+		Outbox:               outboxQueries,
 		Schema:               sc,
 		IsDuplicate: func(err error) bool {
 			return pq.As(err, pqerror.UniqueViolation) != nil

@@ -81,7 +81,7 @@ func TestInspectionAtScale(t *testing.T) {
 
 func TestUpgradeToResultsIndex(t *testing.T) {
 	sqltest.TestUpgrade(t, backend, dialect, 1,
-		[]string{"DROP TABLE scep_challenges", "DROP INDEX command_results_command_uuid_idx"},
+		[]string{"DROP TABLE outbox", "DROP TABLE scep_challenges", "DROP INDEX command_results_command_uuid_idx"},
 		`SELECT COUNT(*) FROM pg_indexes
 		 WHERE schemaname = current_schema() AND indexname = 'command_results_command_uuid_idx'`, 1)
 }

@@ -313,7 +313,7 @@ var schemaQueries = sqlstore.Schema{
 	Tables: []string{
 		"devices", "users", "enrollments", "commands", "enrollment_queue",
 		"command_results", "push_certs", "cert_auth_associations", "schema_version",
-		"scep_challenges",
+		"scep_challenges", "outbox",
 	},
 	VersionTable:     "schema_version",
 	TransactionalDDL: true,

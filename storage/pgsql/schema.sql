@@ -153,7 +153,7 @@ CREATE TABLE schema_version (
     PRIMARY KEY (version)
 );
 
-INSERT INTO schema_version (version) VALUES (3);
+INSERT INTO schema_version (version) VALUES (4);
 
 -- One-time challenges of the embedded SCEP server (version 3): keys are
 -- hashes of challenges; expires_at is Unix nanoseconds.
@@ -165,3 +165,20 @@ CREATE TABLE scep_challenges (
 );
 
 CREATE INDEX scep_challenges_expires_at_idx ON scep_challenges (expires_at);
+
+-- Webhook events waiting for delivery (version 4): one row per event,
+-- claimed one key (device) at a time in id order; times are Unix
+-- nanoseconds.
+CREATE TABLE outbox (
+    id          BIGSERIAL NOT NULL,
+    event_key   VARCHAR(255) COLLATE "C" NOT NULL,
+    body        BYTEA NOT NULL,
+    created_at  BIGINT NOT NULL,
+    lease_until BIGINT NOT NULL DEFAULT 0,
+    owner       VARCHAR(255) NOT NULL DEFAULT '',
+
+    PRIMARY KEY (id)
+);
+
+CREATE INDEX outbox_key_idx ON outbox (event_key, id);
+CREATE INDEX outbox_created_at_idx ON outbox (created_at);

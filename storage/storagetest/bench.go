@@ -1,7 +1,11 @@
 package storagetest
 
 import (
+	"bytes"
+	"context"
+	"fmt"
 	"testing"
+	"time"
 
 	"github.com/nanomdm/nanomdm/mdm"
 	"github.com/nanomdm/nanomdm/storage"
@@ -54,4 +58,30 @@ func BenchmarkCommandLoop(b *testing.B, s storage.AllStorage) {
 	if cpu > 0 {
 		b.ReportMetric(float64(cpu)/float64(b.N), "cpu-ns/op")
 	}
+}
+
+// BenchmarkOutboxAppend is the outbox write each device request adds when
+// the webhook runs: one event of about 1 KiB appended, then (outside the
+// timing) delivered and deleted in batches so the outbox stays small.
+func BenchmarkOutboxAppend(b *testing.B, s storage.OutboxStore) {
+	ctx := context.Background()
+	body := bytes.Repeat([]byte("x"), 1024)
+	var cpu int64
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		ev := storage.OutboxEvent{Key: fmt.Sprintf("bench-%d", i%100), Body: body}
+		start := CPUTime()
+		if err := s.Append(ctx, []storage.OutboxEvent{ev}); err != nil {
+			b.Fatalf("append: %v", err)
+		}
+		cpu += CPUTime() - start
+		if i%1000 == 999 {
+			b.StopTimer()
+			if _, err := s.Trim(ctx, 0, time.Now().Add(time.Hour)); err != nil {
+				b.Fatalf("trim: %v", err)
+			}
+			b.StartTimer()
+		}
+	}
+	b.ReportMetric(float64(cpu)/float64(b.N), "cpu-ns/op")
 }

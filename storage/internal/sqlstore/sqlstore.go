@@ -31,6 +31,7 @@ type Dialect struct {
 
 	Queries    Queries
 	Challenges EnrollQueries
+	Outbox     OutboxQueries
 	Schema     Schema
 
 	// IsDuplicate reports a unique-key violation.
@@ -510,8 +511,13 @@ func (s *Store) execRetry(ctx context.Context, what, text string, args Args) (in
 // inTx runs fn in a transaction, retrying the whole transaction on
 // deadlocks and serialization failures.
 func (s *Store) inTx(ctx context.Context, what string, fn func(tx *sql.Tx) error) error {
+	return s.inTxIso(ctx, what, sql.LevelDefault, fn)
+}
+
+// inTxIso is inTx at isolation level iso.
+func (s *Store) inTxIso(ctx context.Context, what string, iso sql.IsolationLevel, fn func(tx *sql.Tx) error) error {
 	return s.retry(ctx, what, func() error {
-		tx, err := s.db.BeginTx(ctx, nil)
+		tx, err := s.db.BeginTx(ctx, &sql.TxOptions{Isolation: iso})
 		if err != nil {
 			return err
 		}

@@ -3,6 +3,7 @@ package sqltest
 import (
 	"testing"
 
+	"github.com/nanomdm/nanomdm/storage"
 	"github.com/nanomdm/nanomdm/storage/internal/sqlstore"
 	"github.com/nanomdm/nanomdm/storage/storagetest"
 	"github.com/nanomdm/nanomdm/storage/storagetest/handlerbench"
@@ -15,8 +16,9 @@ var bothModes = []string{"", "delete=1"}
 // RunShared runs, as subtests, every SQL test that takes nothing of a
 // backend but b and its dialect d: the contract suite in both queue
 // modes, the schema, round trips, pool, large enqueue, scaling and
-// deadlock retries, readiness after dropped connections, and one
-// certificate bound once by two instances.
+// deadlock retries, readiness after dropped connections, one
+// certificate bound once by two instances, and the outbox kept across
+// reopening.
 func RunShared(t *testing.T, b *Backend, d *sqlstore.Dialect) {
 	t.Run("Contract", func(t *testing.T) { RunContract(t, b, "") })
 	t.Run("ContractDelete", func(t *testing.T) { RunContract(t, b, "delete=1") })
@@ -36,6 +38,10 @@ func RunShared(t *testing.T, b *Backend, d *sqlstore.Dialect) {
 	t.Run("DeadlockRetryable", func(t *testing.T) { TestDeadlockRetryable(t, b, d) })
 	t.Run("ReadyAfterDrop", func(t *testing.T) { TestReadyAfterDrop(t, b) })
 	t.Run("CertBindingAcrossInstances", func(t *testing.T) { TestCertBindingAcrossInstances(t, b) })
+	t.Run("OutboxReopen", func(t *testing.T) {
+		dsn := b.FreshDSN(t)
+		storagetest.RunOutboxReopen(t, func(t *testing.T) storage.OutboxStore { return b.OpenDSN(t, dsn, "") })
+	})
 }
 
 // BenchmarkHandlerRoundTrip is one report→next-command request through the
@@ -66,4 +72,10 @@ func BenchmarkEnqueue100k(tb *testing.B, b *Backend) {
 	handlerbench.EnqueueMany(tb, s, 100_000, func(ids []string) {
 		SeedEnrollments(tb, b, s.DB(), ids)
 	})
+}
+
+// BenchmarkOutboxAppend is one webhook event appended to the outbox of a
+// fresh database of b.
+func BenchmarkOutboxAppend(tb *testing.B, b *Backend) {
+	storagetest.BenchmarkOutboxAppend(tb, b.OpenFresh(tb, ""))
 }
