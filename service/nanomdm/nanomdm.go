@@ -166,7 +166,7 @@ func (s *Service) getBootstrapToken(r *mdm.Request, msg *mdm.GetBootstrapToken) 
 func (s *Service) declarativeManagement(r *mdm.Request, msg *mdm.DeclarativeManagement) ([]byte, error) {
 	s.log(r).Info("msg", "declarative management", "endpoint", msg.Endpoint)
 	if s.dm == nil {
-		return nil, fmt.Errorf("declarative management: %w: no handler configured", service.ErrNotSupported)
+		return nil, fmt.Errorf("%w: no handler configured", service.ErrNotSupported)
 	}
 	return s.dm.DeclarativeManagement(r, msg)
 }
