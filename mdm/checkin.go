@@ -3,6 +3,7 @@ package mdm
 import (
 	"errors"
 	"fmt"
+	"reflect"
 
 	"github.com/groob/plist"
 )
@@ -170,27 +171,11 @@ func DecodeCheckin(raw []byte) (any, error) {
 			return nil, err
 		}
 	}
-	var msg any
-	switch mt.MessageType {
-	case MessageAuthenticate:
-		msg = &Authenticate{Raw: raw}
-	case MessageTokenUpdate:
-		msg = &TokenUpdate{Raw: raw}
-	case MessageCheckOut:
-		msg = &CheckOut{Raw: raw}
-	case MessageUserAuthenticate:
-		msg = &UserAuthenticate{Raw: raw}
-	case MessageSetBootstrapToken:
-		msg = &SetBootstrapToken{Raw: raw}
-	case MessageGetBootstrapToken:
-		msg = &GetBootstrapToken{Raw: raw}
-	case MessageDeclarativeManagement:
-		msg = &DeclarativeManagement{Raw: raw}
-	case MessageGetToken:
-		msg = &GetToken{Raw: raw}
-	default:
+	newMsg, ok := checkinMessages[mt.MessageType]
+	if !ok {
 		return nil, fmt.Errorf("%w: %q", ErrUnrecognizedMessageType, mt.MessageType)
 	}
+	msg := newMsg(raw)
 	// The bounds were checked above (by the scan or by decodePlist);
 	// decode into the concrete type.
 	if err := plist.Unmarshal(raw, msg); err != nil {
@@ -199,53 +184,56 @@ func DecodeCheckin(raw []byte) (any, error) {
 	return msg, nil
 }
 
+// checkinMessages lists every check-in message type by its MessageType,
+// with a constructor of an empty message holding raw. A new check-in type
+// is its struct above and one line here.
+var checkinMessages = map[string]func(raw Raw) any{
+	MessageAuthenticate:          func(raw Raw) any { return &Authenticate{Raw: raw} },
+	MessageTokenUpdate:           func(raw Raw) any { return &TokenUpdate{Raw: raw} },
+	MessageCheckOut:              func(raw Raw) any { return &CheckOut{Raw: raw} },
+	MessageUserAuthenticate:      func(raw Raw) any { return &UserAuthenticate{Raw: raw} },
+	MessageSetBootstrapToken:     func(raw Raw) any { return &SetBootstrapToken{Raw: raw} },
+	MessageGetBootstrapToken:     func(raw Raw) any { return &GetBootstrapToken{Raw: raw} },
+	MessageDeclarativeManagement: func(raw Raw) any { return &DeclarativeManagement{Raw: raw} },
+	MessageGetToken:              func(raw Raw) any { return &GetToken{Raw: raw} },
+}
+
+// checkinTypeNames maps the pointer type of each check-in message to its
+// MessageType.
+var checkinTypeNames = func() map[reflect.Type]string {
+	names := make(map[reflect.Type]string, len(checkinMessages))
+	for name, newMsg := range checkinMessages {
+		names[reflect.TypeOf(newMsg(nil))] = name
+	}
+	return names
+}()
+
+// MessageTypeOf returns the MessageType of a check-in message of this
+// package (a pointer, as DecodeCheckin returns it), such as
+// MessageAuthenticate, or "" for any other value. It goes by the Go type,
+// not by the message's MessageType field.
+func MessageTypeOf(msg any) string { return checkinTypeNames[reflect.TypeOf(msg)] }
+
+// enrollment is implemented by every message that embeds Enrollment.
+func (e *Enrollment) enrollment() *Enrollment { return e }
+
+// raw is implemented by every message that embeds Raw.
+func (r Raw) raw() []byte { return r }
+
 // EnrollmentOf returns the channel keys of any check-in message or command
-// report of this package, or nil for other values.
+// report of this package (as a pointer), or nil for other values.
 func EnrollmentOf(msg any) *Enrollment {
-	switch m := msg.(type) {
-	case *Authenticate:
-		return &m.Enrollment
-	case *TokenUpdate:
-		return &m.Enrollment
-	case *CheckOut:
-		return &m.Enrollment
-	case *UserAuthenticate:
-		return &m.Enrollment
-	case *SetBootstrapToken:
-		return &m.Enrollment
-	case *GetBootstrapToken:
-		return &m.Enrollment
-	case *DeclarativeManagement:
-		return &m.Enrollment
-	case *GetToken:
-		return &m.Enrollment
-	case *CommandResults:
-		return &m.Enrollment
+	if m, ok := msg.(interface{ enrollment() *Enrollment }); ok {
+		return m.enrollment()
 	}
 	return nil
 }
 
-// RawOf returns the raw bytes of any message of this package, or nil.
+// RawOf returns the raw bytes of any message of this package (as a
+// pointer: a check-in message, a command report or a command), or nil.
 func RawOf(msg any) []byte {
-	switch m := msg.(type) {
-	case *Authenticate:
-		return m.Raw
-	case *TokenUpdate:
-		return m.Raw
-	case *CheckOut:
-		return m.Raw
-	case *UserAuthenticate:
-		return m.Raw
-	case *SetBootstrapToken:
-		return m.Raw
-	case *GetBootstrapToken:
-		return m.Raw
-	case *DeclarativeManagement:
-		return m.Raw
-	case *GetToken:
-		return m.Raw
-	case *CommandResults:
-		return m.Raw
+	if m, ok := msg.(interface{ raw() []byte }); ok {
+		return m.raw()
 	}
 	return nil
 }

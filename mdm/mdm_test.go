@@ -221,3 +221,24 @@ func TestEnrollTypeNames(t *testing.T) {
 		}
 	}
 }
+
+// TestMessageTypeOf checks MessageTypeOf for every check-in type as
+// DecodeCheckin returns it, and "" for anything else.
+func TestMessageTypeOf(t *testing.T) {
+	t.Parallel()
+	for _, mt := range []string{MessageAuthenticate, MessageTokenUpdate, MessageCheckOut, MessageUserAuthenticate,
+		MessageSetBootstrapToken, MessageGetBootstrapToken, MessageDeclarativeManagement, MessageGetToken} {
+		msg, err := DecodeCheckin(plistDict("MessageType", mt, "UDID", "U"))
+		if err != nil {
+			t.Fatalf("decoding %s: %v", mt, err)
+		}
+		if have := MessageTypeOf(msg); have != mt {
+			t.Errorf("MessageTypeOf(%T) = %q, want %q", msg, have, mt)
+		}
+	}
+	for _, v := range []any{nil, Authenticate{}, &CommandResults{}, &struct{ MessageType string }{"Authenticate"}, "Authenticate"} {
+		if have := MessageTypeOf(v); have != "" {
+			t.Errorf("MessageTypeOf(%#v) = %q, want \"\"", v, have)
+		}
+	}
+}

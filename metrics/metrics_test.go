@@ -17,7 +17,6 @@ import (
 	"github.com/nanomdm/nanomdm/mdm"
 	"github.com/nanomdm/nanomdm/push"
 	"github.com/nanomdm/nanomdm/push/nanopush"
-	"github.com/nanomdm/nanomdm/service"
 	"github.com/nanomdm/nanomdm/service/webhook"
 	"github.com/nanomdm/nanomdm/storage"
 	"github.com/nanomdm/nanomdm/storage/inmem"
@@ -131,33 +130,49 @@ func TestStorage(t *testing.T) {
 	}
 }
 
-// nopService answers every request with nothing, or queued commands.
+// nopService answers every check-in with its message's type name and
+// every report with next, and keeps the last check-in message.
 type nopService struct {
-	service.CheckinAndCommandService
 	next *mdm.Command
+	last any
 }
 
-func (s *nopService) Authenticate(*mdm.Request, *mdm.Authenticate) error { return nil }
+func (s *nopService) Checkin(_ *mdm.Request, msg any) ([]byte, error) {
+	s.last = msg
+	return []byte(mdm.MessageTypeOf(msg)), nil
+}
 
 func (s *nopService) CommandAndReportResults(*mdm.Request, *mdm.CommandResults) (*mdm.Command, error) {
 	return s.next, nil
 }
 
+// TestService counts check-ins by message type through the one Checkin
+// method (a type it does not know as "other"), passing each message and
+// answer on unchanged, and command reports by status.
 func TestService(t *testing.T) {
+	t.Parallel()
 	m := New("test")
 	next := &nopService{}
 	svc := m.Service(next)
 	dev := storagetest.NewDevice(t)
-	for i := 0; i < 2; i++ {
-		if err := svc.Authenticate(dev.Request(), dev.Authenticate(t)); err != nil {
-			t.Fatal(err)
+	msgs := []any{dev.Authenticate(t), dev.Authenticate(t), dev.TokenUpdate(t), &mdm.CheckOut{},
+		&mdm.UserAuthenticate{}, &mdm.SetBootstrapToken{}, &mdm.GetBootstrapToken{},
+		&mdm.DeclarativeManagement{}, &mdm.GetToken{}, &struct{}{}}
+	for _, msg := range msgs {
+		answer, err := svc.Checkin(dev.Request(), msg)
+		if err != nil || next.last != msg || string(answer) != mdm.MessageTypeOf(msg) {
+			t.Errorf("%T: have answer %q, error %v, next saw %T; want the next service's answer for the same message",
+				msg, answer, err, next.last)
 		}
 	}
 	svc.CommandAndReportResults(dev.Request(), &mdm.CommandResults{Status: mdm.StatusIdle})
 	next.next = storagetest.NewCommand(t, "ProfileList")
 	svc.CommandAndReportResults(dev.Request(), &mdm.CommandResults{Status: "MadeUp"})
 	counter(t, m.checkins.WithLabelValues(mdm.MessageAuthenticate), 2, "Authenticate check-ins")
-	counter(t, m.checkins.WithLabelValues(mdm.MessageTokenUpdate), 0, "TokenUpdate check-ins")
+	for _, mt := range knownMessageTypes[1:] {
+		counter(t, m.checkins.WithLabelValues(mt), 1, mt+" check-ins")
+	}
+	counter(t, m.checkins.WithLabelValues("other"), 1, "check-ins of no known type")
 	counter(t, m.reports.WithLabelValues(mdm.StatusIdle), 1, "Idle reports")
 	counter(t, m.reports.WithLabelValues("other"), 1, "reports of unknown status")
 	counter(t, m.delivered, 1, "commands delivered")

@@ -20,48 +20,9 @@ func (m *Metrics) Service(next service.CheckinAndCommandService) service.Checkin
 	return &serviceLink{next: next, m: m}
 }
 
-func (s *serviceLink) checkin(messageType string) {
-	s.m.checkins.WithLabelValues(messageType).Inc()
-}
-
-func (s *serviceLink) Authenticate(r *mdm.Request, msg *mdm.Authenticate) error {
-	s.checkin(mdm.MessageAuthenticate)
-	return s.next.Authenticate(r, msg)
-}
-
-func (s *serviceLink) TokenUpdate(r *mdm.Request, msg *mdm.TokenUpdate) error {
-	s.checkin(mdm.MessageTokenUpdate)
-	return s.next.TokenUpdate(r, msg)
-}
-
-func (s *serviceLink) CheckOut(r *mdm.Request, msg *mdm.CheckOut) error {
-	s.checkin(mdm.MessageCheckOut)
-	return s.next.CheckOut(r, msg)
-}
-
-func (s *serviceLink) UserAuthenticate(r *mdm.Request, msg *mdm.UserAuthenticate) ([]byte, error) {
-	s.checkin(mdm.MessageUserAuthenticate)
-	return s.next.UserAuthenticate(r, msg)
-}
-
-func (s *serviceLink) SetBootstrapToken(r *mdm.Request, msg *mdm.SetBootstrapToken) error {
-	s.checkin(mdm.MessageSetBootstrapToken)
-	return s.next.SetBootstrapToken(r, msg)
-}
-
-func (s *serviceLink) GetBootstrapToken(r *mdm.Request, msg *mdm.GetBootstrapToken) (*mdm.BootstrapToken, error) {
-	s.checkin(mdm.MessageGetBootstrapToken)
-	return s.next.GetBootstrapToken(r, msg)
-}
-
-func (s *serviceLink) DeclarativeManagement(r *mdm.Request, msg *mdm.DeclarativeManagement) ([]byte, error) {
-	s.checkin(mdm.MessageDeclarativeManagement)
-	return s.next.DeclarativeManagement(r, msg)
-}
-
-func (s *serviceLink) GetToken(r *mdm.Request, msg *mdm.GetToken) (*mdm.GetTokenResponse, error) {
-	s.checkin(mdm.MessageGetToken)
-	return s.next.GetToken(r, msg)
+func (s *serviceLink) Checkin(r *mdm.Request, msg any) ([]byte, error) {
+	s.m.checkins.WithLabelValues(label(mdm.MessageTypeOf(msg), knownMessageTypes)).Inc()
+	return s.next.Checkin(r, msg)
 }
 
 func (s *serviceLink) CommandAndReportResults(r *mdm.Request, results *mdm.CommandResults) (*mdm.Command, error) {

@@ -10,20 +10,25 @@ import (
 	"github.com/nanomdm/nanomdm/mdm"
 )
 
-// Checkin handles check-in messages.
+// Checkin handles check-in messages. msg is one of the check-in message
+// types of package mdm, as a pointer (what mdm.DecodeCheckin returns).
+// Checkin returns the body to answer the device with, nil for an empty
+// answer. A link of the chain passes msg on with next.Checkin(r, msg) and
+// looks at its type (mdm.MessageTypeOf or a type switch) only where it
+// cares; the core service answers each type. Errors: ErrDeclined (a
+// UserAuthenticate refused), ErrNotSupported, a *StatusError whose status
+// and body reach the device as they are, or, for a msg of no check-in
+// type, an error wrapping mdm.ErrUnrecognizedMessageType (see
+// UnrecognizedCheckin).
 type Checkin interface {
-	Authenticate(r *mdm.Request, msg *mdm.Authenticate) error
-	TokenUpdate(r *mdm.Request, msg *mdm.TokenUpdate) error
-	CheckOut(r *mdm.Request, msg *mdm.CheckOut) error
-	// UserAuthenticate returns the body to answer with (a digest
-	// challenge) or an error wrapping ErrDeclined.
-	UserAuthenticate(r *mdm.Request, msg *mdm.UserAuthenticate) ([]byte, error)
-	SetBootstrapToken(r *mdm.Request, msg *mdm.SetBootstrapToken) error
-	// GetBootstrapToken returns nil and no error when there is no token.
-	GetBootstrapToken(r *mdm.Request, msg *mdm.GetBootstrapToken) (*mdm.BootstrapToken, error)
-	DeclarativeManagement(r *mdm.Request, msg *mdm.DeclarativeManagement) ([]byte, error)
-	GetToken(r *mdm.Request, msg *mdm.GetToken) (*mdm.GetTokenResponse, error)
+	Checkin(r *mdm.Request, msg any) ([]byte, error)
 }
+
+// CheckinFunc adapts a function to Checkin.
+type CheckinFunc func(r *mdm.Request, msg any) ([]byte, error)
+
+// Checkin calls f(r, msg).
+func (f CheckinFunc) Checkin(r *mdm.Request, msg any) ([]byte, error) { return f(r, msg) }
 
 // CommandAndReportResults handles command reports.
 type CommandAndReportResults interface {
@@ -45,6 +50,12 @@ var ErrDeclined = errors.New("declined")
 // ErrNotSupported means the service does not handle this message.
 var ErrNotSupported = errors.New("not supported")
 
+// UnrecognizedCheckin returns the error for a msg that is none of the
+// check-in message types: it wraps mdm.ErrUnrecognizedMessageType.
+func UnrecognizedCheckin(msg any) error {
+	return fmt.Errorf("%w: check-in of type %T", mdm.ErrUnrecognizedMessageType, msg)
+}
+
 // StatusError carries an HTTP status and body that must reach the device
 // as they are, such as a declarative-management server's non-200 answer.
 type StatusError struct {
@@ -61,46 +72,3 @@ func (e *StatusError) Error() string {
 }
 
 func (e *StatusError) Unwrap() error { return e.Err }
-
-// CheckinRequest dispatches a decoded check-in message to svc and returns
-// the body to answer the device with (nil for an empty answer).
-func CheckinRequest(svc Checkin, r *mdm.Request, msg any) ([]byte, error) {
-	switch m := msg.(type) {
-	case *mdm.Authenticate:
-		return nil, wrap("authenticate", svc.Authenticate(r, m))
-	case *mdm.TokenUpdate:
-		return nil, wrap("token update", svc.TokenUpdate(r, m))
-	case *mdm.CheckOut:
-		return nil, wrap("check-out", svc.CheckOut(r, m))
-	case *mdm.UserAuthenticate:
-		body, err := svc.UserAuthenticate(r, m)
-		return body, wrap("user authenticate", err)
-	case *mdm.SetBootstrapToken:
-		return nil, wrap("set bootstrap token", svc.SetBootstrapToken(r, m))
-	case *mdm.GetBootstrapToken:
-		tok, err := svc.GetBootstrapToken(r, m)
-		if err != nil || tok == nil {
-			return nil, wrap("get bootstrap token", err)
-		}
-		body, err := mdm.EncodePlist(tok)
-		return body, wrap("get bootstrap token", err)
-	case *mdm.DeclarativeManagement:
-		body, err := svc.DeclarativeManagement(r, m)
-		return body, wrap("declarative management", err)
-	case *mdm.GetToken:
-		resp, err := svc.GetToken(r, m)
-		if err != nil || resp == nil {
-			return nil, wrap("get token", err)
-		}
-		body, err := mdm.EncodePlist(resp)
-		return body, wrap("get token", err)
-	}
-	return nil, fmt.Errorf("%w: check-in of type %T", mdm.ErrUnrecognizedMessageType, msg)
-}
-
-func wrap(what string, err error) error {
-	if err == nil {
-		return nil
-	}
-	return fmt.Errorf("%s: %w", what, err)
-}

@@ -319,9 +319,7 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64, logger log.Lo
 
 // CheckinHandler handles check-in messages.
 func CheckinHandler(svc service.Checkin, opts ...Option) http.Handler {
-	return deviceHandler{handle(newOptions(opts), mdm.DecodeCheckin, func(r *mdm.Request, msg any) ([]byte, error) {
-		return service.CheckinRequest(svc, r, msg)
-	}), always}
+	return deviceHandler{handle(newOptions(opts), mdm.DecodeCheckin, svc.Checkin), always}
 }
 
 // CommandAndReportResultsHandler handles command reports and answers with

@@ -30,26 +30,9 @@ type stubService struct {
 	lastReq *mdm.Request
 }
 
-func (s *stubService) Authenticate(r *mdm.Request, _ *mdm.Authenticate) error {
+func (s *stubService) Checkin(r *mdm.Request, _ any) ([]byte, error) {
 	s.lastReq = r
-	return s.err
-}
-func (s *stubService) TokenUpdate(r *mdm.Request, _ *mdm.TokenUpdate) error { return s.err }
-func (s *stubService) CheckOut(r *mdm.Request, _ *mdm.CheckOut) error       { return s.err }
-func (s *stubService) UserAuthenticate(r *mdm.Request, _ *mdm.UserAuthenticate) ([]byte, error) {
 	return s.body, s.err
-}
-func (s *stubService) SetBootstrapToken(r *mdm.Request, _ *mdm.SetBootstrapToken) error {
-	return s.err
-}
-func (s *stubService) GetBootstrapToken(r *mdm.Request, _ *mdm.GetBootstrapToken) (*mdm.BootstrapToken, error) {
-	return nil, s.err
-}
-func (s *stubService) DeclarativeManagement(r *mdm.Request, _ *mdm.DeclarativeManagement) ([]byte, error) {
-	return s.body, s.err
-}
-func (s *stubService) GetToken(r *mdm.Request, _ *mdm.GetToken) (*mdm.GetTokenResponse, error) {
-	return nil, s.err
 }
 func (s *stubService) CommandAndReportResults(r *mdm.Request, _ *mdm.CommandResults) (*mdm.Command, error) {
 	s.lastReq = r

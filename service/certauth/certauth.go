@@ -133,86 +133,30 @@ func (c *CertAuth) AdmitCert(ctx context.Context, cert *x509.Certificate, authen
 	return nil
 }
 
-// validate authorizes every request but Authenticate.
-func (c *CertAuth) validate(r *mdm.Request) error { return c.check(r, false) }
-
 func (c *CertAuth) refuse(r *mdm.Request, hash string, err error) error {
 	log.From(r.Context, c.logger).Info("msg", "certificate refused", "hash", hash, "err", err)
 	return err
 }
 
-// Authenticate implements service.Checkin.
-func (c *CertAuth) Authenticate(r *mdm.Request, m *mdm.Authenticate) error {
+// Checkin implements service.Checkin: an Authenticate may bind the
+// certificate to its enrollment, every other message must come with the
+// certificate bound to it.
+func (c *CertAuth) Checkin(r *mdm.Request, msg any) ([]byte, error) {
+	_, authenticate := msg.(*mdm.Authenticate)
 	// Authenticate belongs to device channels; refuse it before binding
 	// anything, or a refused message would leave an association behind.
-	if r.EnrollID == nil || r.EnrollID.Type.IsUserChannel() {
-		return fmt.Errorf("%w: Authenticate on a user channel", mdm.ErrInvalidEnrollment)
+	if authenticate && (r.EnrollID == nil || r.EnrollID.Type.IsUserChannel()) {
+		return nil, fmt.Errorf("%w: Authenticate on a user channel", mdm.ErrInvalidEnrollment)
 	}
-	if err := c.check(r, true); err != nil {
-		return err
-	}
-	return c.next.Authenticate(r, m)
-}
-
-// TokenUpdate implements service.Checkin.
-func (c *CertAuth) TokenUpdate(r *mdm.Request, m *mdm.TokenUpdate) error {
-	if err := c.validate(r); err != nil {
-		return err
-	}
-	return c.next.TokenUpdate(r, m)
-}
-
-// CheckOut implements service.Checkin.
-func (c *CertAuth) CheckOut(r *mdm.Request, m *mdm.CheckOut) error {
-	if err := c.validate(r); err != nil {
-		return err
-	}
-	return c.next.CheckOut(r, m)
-}
-
-// UserAuthenticate implements service.Checkin.
-func (c *CertAuth) UserAuthenticate(r *mdm.Request, m *mdm.UserAuthenticate) ([]byte, error) {
-	if err := c.validate(r); err != nil {
+	if err := c.check(r, authenticate); err != nil {
 		return nil, err
 	}
-	return c.next.UserAuthenticate(r, m)
-}
-
-// SetBootstrapToken implements service.Checkin.
-func (c *CertAuth) SetBootstrapToken(r *mdm.Request, m *mdm.SetBootstrapToken) error {
-	if err := c.validate(r); err != nil {
-		return err
-	}
-	return c.next.SetBootstrapToken(r, m)
-}
-
-// GetBootstrapToken implements service.Checkin.
-func (c *CertAuth) GetBootstrapToken(r *mdm.Request, m *mdm.GetBootstrapToken) (*mdm.BootstrapToken, error) {
-	if err := c.validate(r); err != nil {
-		return nil, err
-	}
-	return c.next.GetBootstrapToken(r, m)
-}
-
-// DeclarativeManagement implements service.Checkin.
-func (c *CertAuth) DeclarativeManagement(r *mdm.Request, m *mdm.DeclarativeManagement) ([]byte, error) {
-	if err := c.validate(r); err != nil {
-		return nil, err
-	}
-	return c.next.DeclarativeManagement(r, m)
-}
-
-// GetToken implements service.Checkin.
-func (c *CertAuth) GetToken(r *mdm.Request, m *mdm.GetToken) (*mdm.GetTokenResponse, error) {
-	if err := c.validate(r); err != nil {
-		return nil, err
-	}
-	return c.next.GetToken(r, m)
+	return c.next.Checkin(r, msg)
 }
 
 // CommandAndReportResults implements service.CommandAndReportResults.
 func (c *CertAuth) CommandAndReportResults(r *mdm.Request, res *mdm.CommandResults) (*mdm.Command, error) {
-	if err := c.validate(r); err != nil {
+	if err := c.check(r, false); err != nil {
 		return nil, err
 	}
 	return c.next.CommandAndReportResults(r, res)

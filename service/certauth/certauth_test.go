@@ -89,16 +89,12 @@ func (s *fakeStore) hashesOf(id string) []string {
 	return hs
 }
 
-// recorder is the next service; it counts the calls that reach it.
+// recorder is the next service; it counts the calls that reach it and
+// keeps the last message it was handed.
 type recorder struct {
 	mu    sync.Mutex
 	calls int
-}
-
-func (n *recorder) hit() {
-	n.mu.Lock()
-	n.calls++
-	n.mu.Unlock()
+	last  any
 }
 
 func (n *recorder) count() int {
@@ -107,32 +103,29 @@ func (n *recorder) count() int {
 	return n.calls
 }
 
-func (n *recorder) Authenticate(*mdm.Request, *mdm.Authenticate) error { n.hit(); return nil }
-func (n *recorder) TokenUpdate(*mdm.Request, *mdm.TokenUpdate) error   { n.hit(); return nil }
-func (n *recorder) CheckOut(*mdm.Request, *mdm.CheckOut) error         { n.hit(); return nil }
-func (n *recorder) UserAuthenticate(*mdm.Request, *mdm.UserAuthenticate) ([]byte, error) {
-	n.hit()
-	return nil, nil
+// Checkin answers with the message's type name.
+func (n *recorder) Checkin(_ *mdm.Request, msg any) ([]byte, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.calls++
+	n.last = msg
+	return []byte(mdm.MessageTypeOf(msg)), nil
 }
-func (n *recorder) SetBootstrapToken(*mdm.Request, *mdm.SetBootstrapToken) error { n.hit(); return nil }
-func (n *recorder) GetBootstrapToken(*mdm.Request, *mdm.GetBootstrapToken) (*mdm.BootstrapToken, error) {
-	n.hit()
-	return nil, nil
-}
-func (n *recorder) DeclarativeManagement(*mdm.Request, *mdm.DeclarativeManagement) ([]byte, error) {
-	n.hit()
-	return nil, nil
-}
-func (n *recorder) GetToken(*mdm.Request, *mdm.GetToken) (*mdm.GetTokenResponse, error) {
-	n.hit()
-	return nil, nil
-}
+
 func (n *recorder) CommandAndReportResults(*mdm.Request, *mdm.CommandResults) (*mdm.Command, error) {
-	n.hit()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.calls++
 	return nil, nil
 }
 
 var _ service.CheckinAndCommandService = (*recorder)(nil)
+
+// authenticate sends an Authenticate through c.
+func authenticate(c *CertAuth, r *mdm.Request) error {
+	_, err := c.Checkin(r, &mdm.Authenticate{})
+	return err
+}
 
 // certs issues n identity certificates from one CA.
 func certs(t *testing.T, n int) []*x509.Certificate {
@@ -162,36 +155,33 @@ func user(udid, userID string, cert *x509.Certificate) *mdm.Request {
 		EnrollID: &mdm.EnrollID{Type: mdm.User, ID: udid + ":" + userID, ParentID: udid}}
 }
 
-// requests is one call of every method but Authenticate.
-var requests = []struct {
-	name string
-	call func(c *CertAuth, r *mdm.Request) error
-}{
-	{"TokenUpdate", func(c *CertAuth, r *mdm.Request) error { return c.TokenUpdate(r, &mdm.TokenUpdate{}) }},
-	{"CheckOut", func(c *CertAuth, r *mdm.Request) error { return c.CheckOut(r, &mdm.CheckOut{}) }},
-	{"UserAuthenticate", func(c *CertAuth, r *mdm.Request) error {
-		_, err := c.UserAuthenticate(r, &mdm.UserAuthenticate{})
-		return err
-	}},
-	{"SetBootstrapToken", func(c *CertAuth, r *mdm.Request) error {
-		return c.SetBootstrapToken(r, &mdm.SetBootstrapToken{})
-	}},
-	{"GetBootstrapToken", func(c *CertAuth, r *mdm.Request) error {
-		_, err := c.GetBootstrapToken(r, &mdm.GetBootstrapToken{})
-		return err
-	}},
-	{"DeclarativeManagement", func(c *CertAuth, r *mdm.Request) error {
-		_, err := c.DeclarativeManagement(r, &mdm.DeclarativeManagement{})
-		return err
-	}},
-	{"GetToken", func(c *CertAuth, r *mdm.Request) error {
-		_, err := c.GetToken(r, &mdm.GetToken{})
-		return err
-	}},
-	{"CommandAndReportResults", func(c *CertAuth, r *mdm.Request) error {
+// requests is one request of every kind but Authenticate: every other
+// check-in message type, a message of no check-in type (certauth checks
+// it like any other and leaves its refusal to the core service), and a
+// command report.
+var requests = func() []request {
+	var rqs []request
+	for _, msg := range []any{&mdm.TokenUpdate{}, &mdm.CheckOut{}, &mdm.UserAuthenticate{},
+		&mdm.SetBootstrapToken{}, &mdm.GetBootstrapToken{}, &mdm.DeclarativeManagement{},
+		&mdm.GetToken{}, &struct{ MessageType string }{"Unknown"}} {
+		name := mdm.MessageTypeOf(msg)
+		if name == "" {
+			name = "unknown type"
+		}
+		rqs = append(rqs, request{name, func(c *CertAuth, r *mdm.Request) error {
+			_, err := c.Checkin(r, msg)
+			return err
+		}})
+	}
+	return append(rqs, request{"CommandAndReportResults", func(c *CertAuth, r *mdm.Request) error {
 		_, err := c.CommandAndReportResults(r, &mdm.CommandResults{})
 		return err
-	}},
+	}})
+}()
+
+type request struct {
+	name string
+	call func(c *CertAuth, r *mdm.Request) error
 }
 
 // wantHashes fails unless device id has exactly the hashes of cs.
@@ -230,7 +220,7 @@ func TestAuthenticate(t *testing.T) {
 		{"Authenticate on a user channel", user("D", "U", fresh), mdm.ErrInvalidEnrollment, false},
 	} {
 		before := next.count()
-		err := c.Authenticate(step.r, &mdm.Authenticate{})
+		err := authenticate(c, step.r)
 		if !errors.Is(err, step.want) {
 			t.Fatalf("%s: have error %v, want %v", step.name, err, step.want)
 		}
@@ -261,7 +251,7 @@ func TestRequests(t *testing.T) {
 				}
 				c := New(next, store, opts...)
 				for _, r := range []*mdm.Request{device("A", certA), device("B", certB)} {
-					if err := c.Authenticate(r, &mdm.Authenticate{}); err != nil {
+					if err := authenticate(c, r); err != nil {
 						t.Fatalf("enrolling %s: %v", r.EnrollID.ID, err)
 					}
 				}
@@ -311,7 +301,7 @@ func TestRetroactive(t *testing.T) {
 	certB, first, second, third := cs[0], cs[1], cs[2], cs[3]
 	store, next := newFakeStore(), &recorder{}
 	c := New(next, store, WithAllowRetroactive())
-	if err := c.Authenticate(device("B", certB), &mdm.Authenticate{}); err != nil {
+	if err := authenticate(c, device("B", certB)); err != nil {
 		t.Fatalf("enrolling B: %v", err)
 	}
 	idle := func(r *mdm.Request) error {
@@ -337,7 +327,7 @@ func TestRetroactive(t *testing.T) {
 	wantHashes(t, store, "M", first)
 	wantHashes(t, store, "N")
 	// A renewed certificate still arrives through Authenticate.
-	if err := c.Authenticate(device("M", third), &mdm.Authenticate{}); err != nil {
+	if err := authenticate(c, device("M", third)); err != nil {
 		t.Fatalf("renewal: %v", err)
 	}
 	wantHashes(t, store, "M", first, third)
@@ -349,7 +339,7 @@ func TestStoreErrors(t *testing.T) {
 	store, next := newFakeStore(), &recorder{}
 	store.err = boom
 	c := New(next, store, WithAllowRetroactive())
-	if err := c.Authenticate(device("A", cert), &mdm.Authenticate{}); !errors.Is(err, boom) {
+	if err := authenticate(c, device("A", cert)); !errors.Is(err, boom) {
 		t.Errorf("Authenticate: have error %v, want %v", err, boom)
 	}
 	for _, rq := range requests {
@@ -376,7 +366,7 @@ func TestConcurrentAuthenticate(t *testing.T) {
 			wg.Add(1)
 			go func(i int) {
 				defer wg.Done()
-				errs[i] = c.Authenticate(device(fmt.Sprintf("D%d", i), cert), &mdm.Authenticate{})
+				errs[i] = authenticate(c, device(fmt.Sprintf("D%d", i), cert))
 			}(i)
 		}
 		wg.Wait()
@@ -410,7 +400,7 @@ func TestAdmitCert(t *testing.T) {
 	cs := certs(t, 2)
 	bound, unbound := cs[0], cs[1]
 	store := newFakeStore()
-	if err := New(&recorder{}, store).Authenticate(device("dev-1", bound), &mdm.Authenticate{}); err != nil {
+	if err := authenticate(New(&recorder{}, store), device("dev-1", bound)); err != nil {
 		t.Fatalf("binding: %v", err)
 	}
 	ctx := context.Background()

@@ -40,73 +40,18 @@ func (s *Service) Dump(b []byte) {
 	}
 }
 
-// Authenticate implements service.Checkin.
-func (s *Service) Authenticate(r *mdm.Request, m *mdm.Authenticate) error {
-	s.Dump(m.Raw)
-	return s.next.Authenticate(r, m)
-}
-
-// TokenUpdate implements service.Checkin.
-func (s *Service) TokenUpdate(r *mdm.Request, m *mdm.TokenUpdate) error {
-	s.Dump(m.Raw)
-	return s.next.TokenUpdate(r, m)
-}
-
-// CheckOut implements service.Checkin.
-func (s *Service) CheckOut(r *mdm.Request, m *mdm.CheckOut) error {
-	s.Dump(m.Raw)
-	return s.next.CheckOut(r, m)
-}
-
-// UserAuthenticate implements service.Checkin.
-func (s *Service) UserAuthenticate(r *mdm.Request, m *mdm.UserAuthenticate) ([]byte, error) {
-	s.Dump(m.Raw)
-	b, err := s.next.UserAuthenticate(r, m)
+// Checkin implements service.Checkin: it dumps the message, then the
+// answer, or the body of a *service.StatusError (a DM server's non-200
+// answer reaches the device too).
+func (s *Service) Checkin(r *mdm.Request, msg any) ([]byte, error) {
+	s.Dump(mdm.RawOf(msg))
+	b, err := s.next.Checkin(r, msg)
 	s.Dump(b)
-	return b, err
-}
-
-// SetBootstrapToken implements service.Checkin.
-func (s *Service) SetBootstrapToken(r *mdm.Request, m *mdm.SetBootstrapToken) error {
-	s.Dump(m.Raw)
-	return s.next.SetBootstrapToken(r, m)
-}
-
-// GetBootstrapToken implements service.Checkin.
-func (s *Service) GetBootstrapToken(r *mdm.Request, m *mdm.GetBootstrapToken) (*mdm.BootstrapToken, error) {
-	s.Dump(m.Raw)
-	t, err := s.next.GetBootstrapToken(r, m)
-	if err == nil && t != nil {
-		if b, encErr := mdm.EncodePlist(t); encErr == nil {
-			s.Dump(b)
-		}
-	}
-	return t, err
-}
-
-// DeclarativeManagement implements service.Checkin.
-func (s *Service) DeclarativeManagement(r *mdm.Request, m *mdm.DeclarativeManagement) ([]byte, error) {
-	s.Dump(m.Raw)
-	b, err := s.next.DeclarativeManagement(r, m)
-	s.Dump(b)
-	// A DM server's non-200 answer reaches the device too.
 	var se *service.StatusError
 	if errors.As(err, &se) {
 		s.Dump(se.Body)
 	}
 	return b, err
-}
-
-// GetToken implements service.Checkin.
-func (s *Service) GetToken(r *mdm.Request, m *mdm.GetToken) (*mdm.GetTokenResponse, error) {
-	s.Dump(m.Raw)
-	t, err := s.next.GetToken(r, m)
-	if err == nil && t != nil {
-		if b, encErr := mdm.EncodePlist(t); encErr == nil {
-			s.Dump(b)
-		}
-	}
-	return t, err
 }
 
 // CommandAndReportResults implements service.CommandAndReportResults.

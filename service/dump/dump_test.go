@@ -14,31 +14,20 @@ import (
 	"github.com/nanomdm/nanomdm/service"
 )
 
-// answering is a service whose every method answers with fixed values.
+// answering is a service that answers every check-in with body and
+// every report with cmd, and err; it counts the check-ins it sees.
 type answering struct {
-	body []byte
-	cmd  *mdm.Command
-	tok  *mdm.BootstrapToken
-	gt   *mdm.GetTokenResponse
-	err  error
+	body  []byte
+	cmd   *mdm.Command
+	err   error
+	calls int
 }
 
-func (a *answering) Authenticate(*mdm.Request, *mdm.Authenticate) error           { return a.err }
-func (a *answering) TokenUpdate(*mdm.Request, *mdm.TokenUpdate) error             { return a.err }
-func (a *answering) CheckOut(*mdm.Request, *mdm.CheckOut) error                   { return a.err }
-func (a *answering) SetBootstrapToken(*mdm.Request, *mdm.SetBootstrapToken) error { return a.err }
-func (a *answering) UserAuthenticate(*mdm.Request, *mdm.UserAuthenticate) ([]byte, error) {
+func (a *answering) Checkin(*mdm.Request, any) ([]byte, error) {
+	a.calls++
 	return a.body, a.err
 }
-func (a *answering) GetBootstrapToken(*mdm.Request, *mdm.GetBootstrapToken) (*mdm.BootstrapToken, error) {
-	return a.tok, a.err
-}
-func (a *answering) DeclarativeManagement(*mdm.Request, *mdm.DeclarativeManagement) ([]byte, error) {
-	return a.body, a.err
-}
-func (a *answering) GetToken(*mdm.Request, *mdm.GetToken) (*mdm.GetTokenResponse, error) {
-	return a.gt, a.err
-}
+
 func (a *answering) CommandAndReportResults(*mdm.Request, *mdm.CommandResults) (*mdm.Command, error) {
 	return a.cmd, a.err
 }
@@ -66,6 +55,7 @@ func checkin(t *testing.T, messageType string) any {
 // answer (next command, DM answer, digest challenge, bootstrap token, get
 // token answer, a DM server's non-200 body) is written, and nothing else.
 func TestDump(t *testing.T) {
+	t.Parallel()
 	cmd, _ := mdm.NewCommand("DUMP-CMD", "ProfileList", nil)
 	tok := &mdm.BootstrapToken{BootstrapToken: []byte("bootstrap-secret")}
 	gt := &mdm.GetTokenResponse{TokenData: []byte("token-data")}
@@ -85,23 +75,30 @@ func TestDump(t *testing.T) {
 		{"SetBootstrapToken", checkin(t, mdm.MessageSetBootstrapToken), &answering{}, nil},
 		{"UserAuthenticate challenge", checkin(t, mdm.MessageUserAuthenticate), &answering{body: []byte("<digest challenge/>")}, []byte("<digest challenge/>")},
 		{"UserAuthenticate declined", checkin(t, mdm.MessageUserAuthenticate), &answering{err: service.ErrDeclined}, nil},
-		{"GetBootstrapToken", checkin(t, mdm.MessageGetBootstrapToken), &answering{tok: tok}, encTok},
+		{"GetBootstrapToken", checkin(t, mdm.MessageGetBootstrapToken), &answering{body: encTok}, encTok},
 		{"GetBootstrapToken none", checkin(t, mdm.MessageGetBootstrapToken), &answering{}, nil},
 		{"DeclarativeManagement", checkin(t, mdm.MessageDeclarativeManagement), &answering{body: []byte(`{"SyncTokens":{}}`)}, []byte(`{"SyncTokens":{}}`)},
 		{"DeclarativeManagement non-200", checkin(t, mdm.MessageDeclarativeManagement),
 			&answering{err: &service.StatusError{Status: http.StatusNotFound, Body: []byte("dm says no"), Err: errors.New("404")}}, []byte("dm says no")},
-		{"GetToken", checkin(t, mdm.MessageGetToken), &answering{gt: gt}, encGT},
+		{"GetToken", checkin(t, mdm.MessageGetToken), &answering{body: encGT}, encGT},
+		{"GetToken failing", checkin(t, mdm.MessageGetToken), &answering{err: errors.New("token service down")}, nil},
 		{"report with next command", mustReport(t, "Idle"), &answering{cmd: cmd}, cmd.Raw},
 		{"report, empty queue", mustReport(t, "Acknowledged"), &answering{}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			var out bytes.Buffer
 			d := New(tc.next, &out)
 			var err error
 			if res, ok := tc.msg.(*mdm.CommandResults); ok {
 				_, err = d.CommandAndReportResults(r, res)
 			} else {
-				_, err = service.CheckinRequest(d, r, tc.msg)
+				var answer []byte
+				answer, err = d.Checkin(r, tc.msg)
+				if !bytes.Equal(answer, tc.next.body) || tc.next.calls != 1 {
+					t.Errorf("answer %q after %d calls of the next service, want its answer %q after one",
+						answer, tc.next.calls, tc.next.body)
+				}
 			}
 			if !errors.Is(err, tc.next.err) {
 				t.Errorf("err = %v, want the next service's %v", err, tc.next.err)

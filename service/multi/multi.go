@@ -35,72 +35,15 @@ func (s *Service) runOthers(r *mdm.Request, what string, f func(svc service.Chec
 	}
 }
 
-// Authenticate implements service.Checkin.
-func (s *Service) Authenticate(r *mdm.Request, m *mdm.Authenticate) error {
-	err := s.primary.Authenticate(r, m)
-	s.runOthers(r, "authenticate", func(svc service.CheckinAndCommandService) error { return svc.Authenticate(r, m) })
-	return err
-}
-
-// TokenUpdate implements service.Checkin.
-func (s *Service) TokenUpdate(r *mdm.Request, m *mdm.TokenUpdate) error {
-	err := s.primary.TokenUpdate(r, m)
-	s.runOthers(r, "token update", func(svc service.CheckinAndCommandService) error { return svc.TokenUpdate(r, m) })
-	return err
-}
-
-// CheckOut implements service.Checkin.
-func (s *Service) CheckOut(r *mdm.Request, m *mdm.CheckOut) error {
-	err := s.primary.CheckOut(r, m)
-	s.runOthers(r, "check-out", func(svc service.CheckinAndCommandService) error { return svc.CheckOut(r, m) })
-	return err
-}
-
-// UserAuthenticate implements service.Checkin.
-func (s *Service) UserAuthenticate(r *mdm.Request, m *mdm.UserAuthenticate) ([]byte, error) {
-	b, err := s.primary.UserAuthenticate(r, m)
-	s.runOthers(r, "user authenticate", func(svc service.CheckinAndCommandService) error {
-		_, err := svc.UserAuthenticate(r, m)
+// Checkin implements service.Checkin: the primary's answer is returned,
+// the secondaries' answers are dropped.
+func (s *Service) Checkin(r *mdm.Request, msg any) ([]byte, error) {
+	b, err := s.primary.Checkin(r, msg)
+	s.runOthers(r, mdm.MessageTypeOf(msg), func(svc service.CheckinAndCommandService) error {
+		_, err := svc.Checkin(r, msg)
 		return err
 	})
 	return b, err
-}
-
-// SetBootstrapToken implements service.Checkin.
-func (s *Service) SetBootstrapToken(r *mdm.Request, m *mdm.SetBootstrapToken) error {
-	err := s.primary.SetBootstrapToken(r, m)
-	s.runOthers(r, "set bootstrap token", func(svc service.CheckinAndCommandService) error { return svc.SetBootstrapToken(r, m) })
-	return err
-}
-
-// GetBootstrapToken implements service.Checkin.
-func (s *Service) GetBootstrapToken(r *mdm.Request, m *mdm.GetBootstrapToken) (*mdm.BootstrapToken, error) {
-	t, err := s.primary.GetBootstrapToken(r, m)
-	s.runOthers(r, "get bootstrap token", func(svc service.CheckinAndCommandService) error {
-		_, err := svc.GetBootstrapToken(r, m)
-		return err
-	})
-	return t, err
-}
-
-// DeclarativeManagement implements service.Checkin.
-func (s *Service) DeclarativeManagement(r *mdm.Request, m *mdm.DeclarativeManagement) ([]byte, error) {
-	b, err := s.primary.DeclarativeManagement(r, m)
-	s.runOthers(r, "declarative management", func(svc service.CheckinAndCommandService) error {
-		_, err := svc.DeclarativeManagement(r, m)
-		return err
-	})
-	return b, err
-}
-
-// GetToken implements service.Checkin.
-func (s *Service) GetToken(r *mdm.Request, m *mdm.GetToken) (*mdm.GetTokenResponse, error) {
-	t, err := s.primary.GetToken(r, m)
-	s.runOthers(r, "get token", func(svc service.CheckinAndCommandService) error {
-		_, err := svc.GetToken(r, m)
-		return err
-	})
-	return t, err
 }
 
 // CommandAndReportResults implements service.CommandAndReportResults.

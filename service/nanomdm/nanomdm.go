@@ -65,8 +65,44 @@ func New(store storage.ServiceStore, opts ...Option) *Service {
 
 func (s *Service) log(r *mdm.Request) log.Logger { return log.From(r.Context, s.logger) }
 
-// Authenticate stores the device and resets its enrollment.
-func (s *Service) Authenticate(r *mdm.Request, msg *mdm.Authenticate) error {
+// Checkin implements service.Checkin: it answers each check-in message
+// type, wrapping an error with the type it arose from. A msg of no
+// check-in type is refused with service.UnrecognizedCheckin.
+func (s *Service) Checkin(r *mdm.Request, msg any) ([]byte, error) {
+	switch m := msg.(type) {
+	case *mdm.Authenticate:
+		return nil, wrap("authenticate", s.authenticate(r, m))
+	case *mdm.TokenUpdate:
+		return nil, wrap("token update", s.tokenUpdate(r, m))
+	case *mdm.CheckOut:
+		return nil, wrap("check-out", s.checkOut(r, m))
+	case *mdm.UserAuthenticate:
+		body, err := s.userAuthenticate(r, m)
+		return body, wrap("user authenticate", err)
+	case *mdm.SetBootstrapToken:
+		return nil, wrap("set bootstrap token", s.setBootstrapToken(r, m))
+	case *mdm.GetBootstrapToken:
+		body, err := s.getBootstrapToken(r, m)
+		return body, wrap("get bootstrap token", err)
+	case *mdm.DeclarativeManagement:
+		body, err := s.declarativeManagement(r, m)
+		return body, wrap("declarative management", err)
+	case *mdm.GetToken:
+		body, err := s.getToken(r, m)
+		return body, wrap("get token", err)
+	}
+	return nil, service.UnrecognizedCheckin(msg)
+}
+
+func wrap(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// authenticate stores the device and resets its enrollment.
+func (s *Service) authenticate(r *mdm.Request, msg *mdm.Authenticate) error {
 	if r.EnrollID.Type != mdm.Device && r.EnrollID.Type != mdm.UserEnrollmentDevice {
 		return fmt.Errorf("%w: Authenticate on a user channel", mdm.ErrInvalidEnrollment)
 	}
@@ -74,14 +110,14 @@ func (s *Service) Authenticate(r *mdm.Request, msg *mdm.Authenticate) error {
 	return s.store.StoreAuthenticate(r, msg)
 }
 
-// TokenUpdate stores push data and enables the channel.
-func (s *Service) TokenUpdate(r *mdm.Request, msg *mdm.TokenUpdate) error {
+// tokenUpdate stores push data and enables the channel.
+func (s *Service) tokenUpdate(r *mdm.Request, msg *mdm.TokenUpdate) error {
 	s.log(r).Info("msg", "token update")
 	return s.store.StoreTokenUpdate(r, msg)
 }
 
-// CheckOut disables the device channel.
-func (s *Service) CheckOut(r *mdm.Request, msg *mdm.CheckOut) error {
+// checkOut disables the device channel.
+func (s *Service) checkOut(r *mdm.Request, _ *mdm.CheckOut) error {
 	s.log(r).Info("msg", "check-out")
 	return s.store.Disable(r)
 }
@@ -90,9 +126,9 @@ type digestChallenge struct {
 	DigestChallenge string
 }
 
-// UserAuthenticate declines by default; when configured it answers the
+// userAuthenticate declines by default; when configured it answers the
 // first message with an empty digest challenge and accepts the second.
-func (s *Service) UserAuthenticate(r *mdm.Request, msg *mdm.UserAuthenticate) ([]byte, error) {
+func (s *Service) userAuthenticate(r *mdm.Request, msg *mdm.UserAuthenticate) ([]byte, error) {
 	logger := s.log(r)
 	if msg.DigestResponse != "" {
 		logger.Info("msg", "user authenticate", "stage", "digest response")
@@ -109,35 +145,45 @@ func (s *Service) UserAuthenticate(r *mdm.Request, msg *mdm.UserAuthenticate) ([
 	return mdm.EncodePlist(&digestChallenge{})
 }
 
-// SetBootstrapToken escrows (or clears) the device's bootstrap token.
-func (s *Service) SetBootstrapToken(r *mdm.Request, msg *mdm.SetBootstrapToken) error {
+// setBootstrapToken escrows (or clears) the device's bootstrap token.
+func (s *Service) setBootstrapToken(r *mdm.Request, msg *mdm.SetBootstrapToken) error {
 	s.log(r).Info("msg", "set bootstrap token", "empty", len(msg.BootstrapToken.BootstrapToken) == 0)
 	return s.store.StoreBootstrapToken(r, msg)
 }
 
-// GetBootstrapToken returns the escrowed token, or nil when there is none.
-func (s *Service) GetBootstrapToken(r *mdm.Request, msg *mdm.GetBootstrapToken) (*mdm.BootstrapToken, error) {
+// getBootstrapToken answers with the escrowed token, or with nothing when
+// there is none.
+func (s *Service) getBootstrapToken(r *mdm.Request, msg *mdm.GetBootstrapToken) ([]byte, error) {
 	s.log(r).Info("msg", "get bootstrap token")
-	return s.store.RetrieveBootstrapToken(r, msg)
+	tok, err := s.store.RetrieveBootstrapToken(r, msg)
+	if err != nil || tok == nil {
+		return nil, err
+	}
+	return mdm.EncodePlist(tok)
 }
 
-// DeclarativeManagement hands the message to the configured handler.
-func (s *Service) DeclarativeManagement(r *mdm.Request, msg *mdm.DeclarativeManagement) ([]byte, error) {
+// declarativeManagement hands the message to the configured handler.
+func (s *Service) declarativeManagement(r *mdm.Request, msg *mdm.DeclarativeManagement) ([]byte, error) {
 	s.log(r).Info("msg", "declarative management", "endpoint", msg.Endpoint)
 	if s.dm == nil {
-		return nil, fmt.Errorf("declarative management: %w: no handler configured", service.ErrNotSupported)
+		return nil, fmt.Errorf("%w: no handler configured", service.ErrNotSupported)
 	}
 	return s.dm.DeclarativeManagement(r, msg)
 }
 
-// GetToken hands the message to the handler of its TokenServiceType.
-func (s *Service) GetToken(r *mdm.Request, msg *mdm.GetToken) (*mdm.GetTokenResponse, error) {
+// getToken hands the message to the handler of its TokenServiceType and
+// answers with its response, or with nothing when it has none.
+func (s *Service) getToken(r *mdm.Request, msg *mdm.GetToken) ([]byte, error) {
 	s.log(r).Info("msg", "get token", "token_service_type", msg.TokenServiceType)
 	h, ok := s.getTokens[msg.TokenServiceType]
 	if !ok {
 		return nil, fmt.Errorf("%w: no handler for token service type %q", service.ErrNotSupported, msg.TokenServiceType)
 	}
-	return h.GetToken(r, msg)
+	resp, err := h.GetToken(r, msg)
+	if err != nil || resp == nil {
+		return nil, err
+	}
+	return mdm.EncodePlist(resp)
 }
 
 // CommandAndReportResults stores the report and returns the next command.

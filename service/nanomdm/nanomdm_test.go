@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 
@@ -14,6 +15,7 @@ import (
 	httpmdm "github.com/nanomdm/nanomdm/http/mdm"
 	"github.com/nanomdm/nanomdm/mdm"
 	"github.com/nanomdm/nanomdm/mdm/simulator"
+	"github.com/nanomdm/nanomdm/service"
 	"github.com/nanomdm/nanomdm/service/nanomdm"
 	"github.com/nanomdm/nanomdm/storage"
 )
@@ -269,5 +271,67 @@ func TestGetToken(t *testing.T) {
 	})
 	if have := status(t, err); have != http.StatusInternalServerError {
 		t.Errorf("GetToken without handlers: have status %d, want 500", have)
+	}
+}
+
+// failingStore fails every check-in call with err.
+type failingStore struct {
+	storage.ServiceStore // nil: the queue is not used here
+	err                  error
+}
+
+func (s failingStore) StoreAuthenticate(*mdm.Request, *mdm.Authenticate) error { return s.err }
+func (s failingStore) StoreTokenUpdate(*mdm.Request, *mdm.TokenUpdate) error   { return s.err }
+func (s failingStore) Disable(*mdm.Request) error                              { return s.err }
+func (s failingStore) StoreUserAuthenticate(*mdm.Request, *mdm.UserAuthenticate) error {
+	return s.err
+}
+func (s failingStore) StoreBootstrapToken(*mdm.Request, *mdm.SetBootstrapToken) error {
+	return s.err
+}
+func (s failingStore) RetrieveBootstrapToken(*mdm.Request, *mdm.GetBootstrapToken) (*mdm.BootstrapToken, error) {
+	return nil, s.err
+}
+
+// TestCheckinErrors sends every check-in type, and values of no check-in
+// type, to the core service's one Checkin method: each error keeps its
+// cause for errors.Is (which the HTTP layer maps to a status) and says
+// which message type it arose from.
+func TestCheckinErrors(t *testing.T) {
+	t.Parallel()
+	boom := errors.New("storage down")
+	svc := nanomdm.New(failingStore{err: boom})
+	device := &mdm.Request{Context: context.Background(), EnrollID: &mdm.EnrollID{ID: "D1", Type: mdm.Device}}
+	user := &mdm.Request{Context: context.Background(), EnrollID: &mdm.EnrollID{ID: "D1:U1", ParentID: "D1", Type: mdm.User}}
+	for _, tc := range []struct {
+		name string
+		r    *mdm.Request
+		msg  any
+		want error
+		text string // the error's text starts with it
+	}{
+		{"Authenticate", device, &mdm.Authenticate{}, boom, "authenticate: storage down"},
+		{"Authenticate on a user channel", user, &mdm.Authenticate{}, mdm.ErrInvalidEnrollment, "authenticate: "},
+		{"TokenUpdate", device, &mdm.TokenUpdate{}, boom, "token update: storage down"},
+		{"CheckOut", device, &mdm.CheckOut{}, boom, "check-out: storage down"},
+		{"UserAuthenticate declined", user, &mdm.UserAuthenticate{}, service.ErrDeclined, "user authenticate: declined"},
+		{"UserAuthenticate digest response", user, &mdm.UserAuthenticate{DigestResponse: "d"}, boom, "user authenticate: storage down"},
+		{"SetBootstrapToken", device, &mdm.SetBootstrapToken{}, boom, "set bootstrap token: storage down"},
+		{"GetBootstrapToken", device, &mdm.GetBootstrapToken{}, boom, "get bootstrap token: storage down"},
+		{"DeclarativeManagement without a handler", device, &mdm.DeclarativeManagement{}, service.ErrNotSupported,
+			"declarative management: not supported: no handler configured"},
+		{"GetToken of an unregistered type", device, &mdm.GetToken{TokenServiceType: "x"}, service.ErrNotSupported, "get token: not supported"},
+		{"a struct of no check-in type", device, &struct{ MessageType string }{"Authenticate"}, mdm.ErrUnrecognizedMessageType, "unrecognized MessageType"},
+		{"a check-in message by value", device, mdm.Authenticate{}, mdm.ErrUnrecognizedMessageType, "unrecognized MessageType"},
+		{"a command report", device, &mdm.CommandResults{}, mdm.ErrUnrecognizedMessageType, "unrecognized MessageType"},
+		{"nil", device, nil, mdm.ErrUnrecognizedMessageType, "unrecognized MessageType"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			body, err := svc.Checkin(tc.r, tc.msg)
+			if !errors.Is(err, tc.want) || !strings.HasPrefix(err.Error(), tc.text) || body != nil {
+				t.Errorf("have body %q, error %v; want no body and an error wrapping %v that starts %q", body, err, tc.want, tc.text)
+			}
+		})
 	}
 }

@@ -43,13 +43,13 @@ func TestObserver(t *testing.T) {
 					mu.Unlock()
 				})))
 			dev := storagetest.NewDevice(t)
-			if err := w.Authenticate(dev.Request(), dev.Authenticate(t)); err != nil {
+			if _, err := w.Checkin(dev.Request(), dev.Authenticate(t)); err != nil {
 				t.Fatalf("authenticate: %v", err)
 			}
 			if err := w.Close(context.Background()); err != nil {
 				t.Fatalf("close: %v", err)
 			}
-			if err := w.Authenticate(dev.Request(), dev.Authenticate(t)); err == nil {
+			if _, err := w.Checkin(dev.Request(), dev.Authenticate(t)); err == nil {
 				t.Fatal("event after Close: no error")
 			}
 			mu.Lock()

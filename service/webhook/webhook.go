@@ -41,6 +41,7 @@ import (
 
 	"github.com/nanomdm/nanomdm/log"
 	"github.com/nanomdm/nanomdm/mdm"
+	"github.com/nanomdm/nanomdm/service"
 	"github.com/nanomdm/nanomdm/storage"
 )
 
@@ -587,22 +588,19 @@ func sign(key, body []byte) string {
 	return base64.StdEncoding.EncodeToString(m.Sum(nil))
 }
 
-func (w *Webhook) checkin(r *mdm.Request, topic string, e *mdm.Enrollment, raw []byte) error {
-	return w.enqueue(r, newCheckinEvent(r, topic, e, raw, nil, w.now()))
-}
-
-// Authenticate implements service.Checkin.
-func (w *Webhook) Authenticate(r *mdm.Request, m *mdm.Authenticate) error {
-	return w.checkin(r, TopicAuthenticate, &m.Enrollment, m.Raw)
-}
-
-// TokenUpdate implements service.Checkin. The event carries the
-// enrollment's token_update_tally; if the tally cannot be read the event
-// is sent without it and the read error is returned.
-func (w *Webhook) TokenUpdate(r *mdm.Request, m *mdm.TokenUpdate) error {
+// Checkin implements service.Checkin: every check-in message becomes an
+// event of topic "mdm." plus its MessageType. A TokenUpdate event carries
+// the enrollment's token_update_tally; if the tally cannot be read the
+// event is sent without it and the read error is returned. As a secondary
+// service it answers nothing.
+func (w *Webhook) Checkin(r *mdm.Request, msg any) ([]byte, error) {
+	messageType, e := mdm.MessageTypeOf(msg), mdm.EnrollmentOf(msg)
+	if messageType == "" || e == nil {
+		return nil, service.UnrecognizedCheckin(msg)
+	}
 	var tally *int
 	var tallyErr error
-	if r.EnrollID != nil {
+	if _, ok := msg.(*mdm.TokenUpdate); ok && r.EnrollID != nil {
 		n, err := w.tally.RetrieveTokenUpdateTally(r.Context, r.EnrollID.ID)
 		if err != nil {
 			tallyErr = fmt.Errorf("retrieving token update tally: %w", err)
@@ -610,42 +608,8 @@ func (w *Webhook) TokenUpdate(r *mdm.Request, m *mdm.TokenUpdate) error {
 			tally = &n
 		}
 	}
-	err := w.enqueue(r, newCheckinEvent(r, TopicTokenUpdate, &m.Enrollment, m.Raw, tally, w.now()))
-	return errors.Join(tallyErr, err)
-}
-
-// CheckOut implements service.Checkin.
-func (w *Webhook) CheckOut(r *mdm.Request, m *mdm.CheckOut) error {
-	return w.checkin(r, TopicCheckOut, &m.Enrollment, m.Raw)
-}
-
-// UserAuthenticate implements service.Checkin. As a secondary service it
-// answers nothing.
-func (w *Webhook) UserAuthenticate(r *mdm.Request, m *mdm.UserAuthenticate) ([]byte, error) {
-	return nil, w.checkin(r, TopicUserAuthenticate, &m.Enrollment, m.Raw)
-}
-
-// SetBootstrapToken implements service.Checkin.
-func (w *Webhook) SetBootstrapToken(r *mdm.Request, m *mdm.SetBootstrapToken) error {
-	return w.checkin(r, TopicSetBootstrapToken, &m.Enrollment, m.Raw)
-}
-
-// GetBootstrapToken implements service.Checkin. As a secondary service it
-// answers nothing.
-func (w *Webhook) GetBootstrapToken(r *mdm.Request, m *mdm.GetBootstrapToken) (*mdm.BootstrapToken, error) {
-	return nil, w.checkin(r, TopicGetBootstrapToken, &m.Enrollment, m.Raw)
-}
-
-// DeclarativeManagement implements service.Checkin. As a secondary
-// service it answers nothing.
-func (w *Webhook) DeclarativeManagement(r *mdm.Request, m *mdm.DeclarativeManagement) ([]byte, error) {
-	return nil, w.checkin(r, TopicDeclarativeManagement, &m.Enrollment, m.Raw)
-}
-
-// GetToken implements service.Checkin. As a secondary service it answers
-// nothing.
-func (w *Webhook) GetToken(r *mdm.Request, m *mdm.GetToken) (*mdm.GetTokenResponse, error) {
-	return nil, w.checkin(r, TopicGetToken, &m.Enrollment, m.Raw)
+	err := w.enqueue(r, newCheckinEvent(r, "mdm."+messageType, e, mdm.RawOf(msg), tally, w.now()))
+	return nil, errors.Join(tallyErr, err)
 }
 
 // CommandAndReportResults implements service.CommandAndReportResults:

@@ -19,7 +19,6 @@ import (
 	"github.com/nanomdm/nanomdm/log"
 	"github.com/nanomdm/nanomdm/mdm"
 	"github.com/nanomdm/nanomdm/mdm/simulator"
-	"github.com/nanomdm/nanomdm/service"
 	"github.com/nanomdm/nanomdm/storage/inmem"
 )
 
@@ -248,7 +247,7 @@ func TestEvents(t *testing.T) {
 				if res, ok := msg.(*mdm.CommandResults); ok {
 					_, err = w.CommandAndReportResults(r, res)
 				} else {
-					_, err = service.CheckinRequest(w, r, msg)
+					_, err = w.Checkin(r, msg)
 				}
 				if err != nil {
 					t.Fatalf("service error: %v", err)
@@ -325,7 +324,7 @@ func TestTallyError(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := &mdm.Request{Context: context.Background(), EnrollID: &mdm.EnrollID{ID: "U2", Type: mdm.Device}}
-	if err := w.TokenUpdate(r, msg.(*mdm.TokenUpdate)); err == nil {
+	if _, err := w.Checkin(r, msg); err == nil {
 		t.Error("have no error, want the tally read error")
 	}
 	ev := decodeEvent(t, rc.wait(t, 1)[0])
