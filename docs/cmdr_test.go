@@ -89,6 +89,7 @@ func newEnqueueServer(t *testing.T) *enqueueServer {
 	mux := http.NewServeMux()
 	mux.Handle("/mdm", httpmdm.IdentityMiddleware(httpmdm.CheckinAndCommandHandler(nanomdm.New(store)), verifier))
 	mux.Handle("/v1/enqueue/", http.StripPrefix("/v1/enqueue/", api.EnqueueHandler(store)))
+	mux.Handle("/v1/enqueue", http.StripPrefix("/v1/enqueue", api.EnqueueHandler(store)))
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 
@@ -337,6 +338,44 @@ func TestCmdr(t *testing.T) {
 	}
 }
 
+// TestCmdrIDsFile sends a command with --ids-file, as a multipart form
+// to /v1/enqueue, and wants the server's answer printed (exit 1 for a
+// 207) and the command queued for the known device.
+func TestCmdrIDsFile(t *testing.T) {
+	srv := newEnqueueServer(t)
+	idsFile := filepath.Join(t.TempDir(), "ids.txt")
+	if err := os.WriteFile(idsFile, []byte("\n "+srv.device.UDID()+" \r\nUNKNOWN-ID\n\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(python3(t), repoFile(t, "tools/cmdr.py"), "-u", "cmdr-form-1", "--ids-file", idsFile, "--nopush", "ProfileList")
+	cmd.Env = append(os.Environ(), "NANOCTL_URL="+srv.url, "NANOCTL_KEY=k")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Fatalf("cmdr.py --ids-file: %v, want exit 1 (some IDs failed); stderr %q", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "answered 207") {
+		t.Errorf("stderr %q does not name the 207", stderr.String())
+	}
+	var answer api.Response
+	if err := json.Unmarshal(stdout.Bytes(), &answer); err != nil {
+		t.Fatalf("decoding the printed answer %q: %v", stdout.String(), err)
+	}
+	if answer.CommandUUID != "cmdr-form-1" || !answer.NoPush || len(answer.Status) != 1 || answer.Status["UNKNOWN-ID"] == nil {
+		t.Errorf("answer %+v, want command cmdr-form-1, no_push and an error for UNKNOWN-ID only", answer)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	got, err := srv.device.Channel.Drain(ctx, simulator.Acknowledge, 0)
+	if err != nil {
+		t.Fatalf("device fetching commands: %v", err)
+	}
+	if len(got) != 1 || got[0].CommandUUID != "cmdr-form-1" {
+		t.Errorf("device got %d commands (%v), want cmdr-form-1", len(got), got)
+	}
+}
+
 // TestCmdrUsageErrors checks that mistakes exit 2 with a message and no plist.
 func TestCmdrUsageErrors(t *testing.T) {
 	for _, tc := range []struct {
@@ -358,6 +397,8 @@ func TestCmdrUsageErrors(t *testing.T) {
 		{"command without type", []string{"command"}, "REQUESTTYPE"},
 		{"command empty type", []string{"command", " "}, "empty REQUESTTYPE"},
 		{"empty uuid", []string{"-u", "", "ProfileList"}, "empty -u"},
+		{"nopush without ids file", []string{"--nopush", "ProfileList"}, "go with --ids-file"},
+		{"ids file without url", []string{"--ids-file", "-", "--url", "", "ProfileList"}, "NANOCTL_URL"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, out, stderr := runCmdr(t, nil, tc.args...)

@@ -8,14 +8,25 @@ the command. Pipe it into curl:
     tools/cmdr.py -r | curl -u nanomdm:$KEY -T - 'http://localhost:9000/v1/enqueue/UDID?nopush=1'
     tools/cmdr.py InstallProfile wifi.mobileconfig > cmd.plist
 
+With --ids-file it sends the command itself to many enrollments at once, as a
+multipart/form-data POST to /v1/enqueue (IDs one a line; no URL length limit),
+using NANOCTL_URL and NANOCTL_KEY (the API key) like nanoctl, and prints the
+JSON answer:
+
+    tools/cmdr.py --ids-file ids.txt --nopush ProfileList
+
 Python 3 standard library only. Run `cmdr.py -h` for the command list and
 `cmdr.py COMMAND -h` for the arguments of one command.
 """
 
 import argparse
+import base64
+import os
 import plistlib
 import random
 import sys
+import urllib.error
+import urllib.request
 import uuid
 
 # Commands that take no arguments: the Command dictionary is only the RequestType.
@@ -214,6 +225,12 @@ def new_parser():
     p.add_argument("-u", "--uuid", metavar="UUID", help="CommandUUID to use (default: a new random UUID)")
     p.add_argument("-r", "--random", action="store_true", help="print a random read-only command")
     p.add_argument("-l", "--list", action="store_true", help="list the sub-commands, one a line, and exit")
+    p.add_argument("--ids-file", metavar="FILE",
+                   help="send the command to the enrollment IDs in FILE (one a line; - reads standard input) "
+                        "as a multipart form to URL/v1/enqueue instead of printing it")
+    p.add_argument("--url",
+                   help="server URL for --ids-file (default: $NANOCTL_URL); the API key is $NANOCTL_KEY")
+    p.add_argument("--nopush", action="store_true", help="with --ids-file: queue without pushing")
     sub = p.add_subparsers(dest="subcommand", metavar="COMMAND")
 
     for name in NO_ARGUMENT_COMMANDS:
@@ -288,14 +305,24 @@ def new_parser():
 def build_command(argv, rng=random):
     """build_command returns the command dictionary described by argv (without the program name),
     or None when argv asks for the list of sub-commands."""
+    return parse_command(argv, rng)[0]
+
+
+def parse_command(argv, rng=random):
+    """parse_command returns the command dictionary described by argv (None when argv asks for
+    the list of sub-commands) and the parsed arguments."""
     parser = new_parser()
     args = parser.parse_args(argv)
     if args.list:
-        return None
+        return None, args
+    if not args.ids_file and (args.nopush or args.url is not None):
+        raise UsageError("--url and --nopush go with --ids-file")
     if args.random:
         if args.subcommand:
             raise UsageError("-r picks the command itself: give no COMMAND with it")
-        args = parser.parse_args((["-u", args.uuid] if args.uuid else []) + [rng.choice(READ_ONLY_COMMANDS)])
+        global_args = (["-u", args.uuid] if args.uuid else []) + (["--ids-file", args.ids_file] if args.ids_file else [])
+        global_args += (["--url", args.url] if args.url else []) + (["--nopush"] if args.nopush else [])
+        args = parser.parse_args(global_args + [rng.choice(READ_ONLY_COMMANDS)])
     if not args.subcommand:
         parser.print_usage(sys.stderr)
         raise UsageError("no COMMAND given (or use -r)")
@@ -306,19 +333,76 @@ def build_command(argv, rng=random):
         raise UsageError("empty -u UUID")
     body = {"RequestType": args.request_type}
     body.update(args.build(args))
-    return {"CommandUUID": command_uuid, "Command": body}
+    return {"CommandUUID": command_uuid, "Command": body}, args
+
+
+def read_ids(path):
+    """read_ids returns the non-blank lines of path (- is standard input), stripped."""
+    text = read_file(path).decode("utf-8", "replace")
+    ids = [line.strip() for line in text.splitlines() if line.strip()]
+    if not ids:
+        raise UsageError("no enrollment IDs in %s" % path)
+    return ids
+
+
+def enqueue_form(plist, ids):
+    """enqueue_form returns the body and Content-Type of the multipart/form-data enqueue form:
+    a command part holding plist and an ids part with one ID a line."""
+    boundary = "cmdr-" + uuid.uuid4().hex
+    parts = []
+    for name, filename, content in (("command", "cmd.plist", plist),
+                                    ("ids", "ids.txt", ("\n".join(ids) + "\n").encode())):
+        parts.append(b"--" + boundary.encode() + b"\r\n")
+        parts.append(('Content-Disposition: form-data; name="%s"; filename="%s"\r\n'
+                      "Content-Type: application/octet-stream\r\n\r\n" % (name, filename)).encode())
+        parts.append(content + b"\r\n")
+    parts.append(b"--" + boundary.encode() + b"--\r\n")
+    return b"".join(parts), "multipart/form-data; boundary=" + boundary
+
+
+def send_form(args, plist):
+    """send_form POSTs plist to the IDs of args.ids_file and prints the JSON answer; it
+    returns the exit code: 0 when every ID succeeded (200), 1 otherwise."""
+    base = args.url or os.environ.get("NANOCTL_URL", "")
+    if not base:
+        raise UsageError("--ids-file needs --url or NANOCTL_URL")
+    key = os.environ.get("NANOCTL_KEY", "")
+    if not key:
+        raise UsageError("--ids-file needs the API key in NANOCTL_KEY")
+    body, content_type = enqueue_form(plist, read_ids(args.ids_file))
+    url = base.rstrip("/") + "/v1/enqueue" + ("?nopush=1" if args.nopush else "")
+    req = urllib.request.Request(url, data=body, method="POST")
+    req.add_header("Content-Type", content_type)
+    req.add_header("Authorization", "Basic " + base64.b64encode(b"nanomdm:" + key.encode()).decode())
+    try:
+        with urllib.request.urlopen(req, timeout=300) as resp:
+            status, answer = resp.status, resp.read()
+    except urllib.error.HTTPError as e:
+        status, answer = e.code, e.read()
+    except (urllib.error.URLError, OSError) as e:
+        print("cmdr.py: sending to %s: %s" % (url, e), file=sys.stderr)
+        return 1
+    sys.stdout.buffer.write(answer)
+    sys.stdout.buffer.flush()
+    if status != 200:
+        print("cmdr.py: server answered %d" % status, file=sys.stderr)
+        return 1
+    return 0
 
 
 def main(argv=None):
     try:
-        cmd = build_command(sys.argv[1:] if argv is None else argv)
+        cmd, args = parse_command(sys.argv[1:] if argv is None else argv)
+        if cmd is None:
+            print("\n".join(new_parser().subcommands))
+            return 0
+        plist = plistlib.dumps(cmd, fmt=plistlib.FMT_XML, sort_keys=True)
+        if args.ids_file:
+            return send_form(args, plist)
     except UsageError as e:
         print("cmdr.py: %s" % e, file=sys.stderr)
         return 2
-    if cmd is None:
-        print("\n".join(new_parser().subcommands))
-        return 0
-    sys.stdout.buffer.write(plistlib.dumps(cmd, fmt=plistlib.FMT_XML, sort_keys=True))
+    sys.stdout.buffer.write(plist)
     sys.stdout.buffer.flush()
     return 0
 

@@ -2,12 +2,14 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"mime/multipart"
 	"net/http"
 	"net/url"
 	"os"
@@ -23,9 +25,14 @@ import (
 	"github.com/nanomdm/nanomdm/mdm/commands"
 )
 
-// idsPerCall is how many enrollment IDs go into one enqueue or push
-// call: the IDs travel in the URL path.
-const idsPerCall = 1000
+// idsPerCall is how many enrollment IDs go into one push call or one
+// enqueue call with the IDs in the URL path. An enqueue to more IDs sends
+// them in a multipart form instead, formIDsPerCall at a time: well within
+// the server's default -api-max-ids and body limit.
+const (
+	idsPerCall     = 1000
+	formIDsPerCall = 100_000
+)
 
 // newFlags returns the flag set of a sub-command.
 func newFlags(name, args string, c *client) *flag.FlagSet {
@@ -239,27 +246,40 @@ func buildCommand(plistFile, template, uuid string, params cli.StringList, in *i
 }
 
 // chunks splits ids into calls of at most idsPerCall.
-func chunks(ids []string) [][]string {
+func chunks(ids []string, size int) [][]string {
 	var out [][]string
-	for len(ids) > idsPerCall {
-		out = append(out, ids[:idsPerCall])
-		ids = ids[idsPerCall:]
+	for len(ids) > size {
+		out = append(out, ids[:size])
+		ids = ids[size:]
 	}
 	return append(out, ids)
 }
 
 // sendToIDs calls path/IDs (comma-separated, in chunks) and merges the
 // answers. It returns the first API error after every chunk was sent.
+// An enqueue to more than idsPerCall IDs goes as multipart forms to
+// /v1/enqueue instead (see enqueueForm).
 func sendToIDs(ctx context.Context, c *client, method, path string, query url.Values, body []byte, ids []string) (*api.Response, error) {
 	all := &api.Response{Status: map[string]*api.IDStatus{}}
+	asForm := path == "/v1/enqueue/" && len(ids) > idsPerCall
+	size := idsPerCall
+	if asForm {
+		size = formIDsPerCall
+	}
 	var firstErr error
-	for _, chunk := range chunks(ids) {
+	for _, chunk := range chunks(ids, size) {
 		var resp api.Response
-		escaped := make([]string, len(chunk))
-		for i, id := range chunk {
-			escaped[i] = url.PathEscape(id)
+		var err error
+		if asForm {
+			form, contentType := enqueueForm(body, chunk)
+			err = c.callWith(ctx, http.MethodPost, "/v1/enqueue", query, contentType, form, &resp)
+		} else {
+			escaped := make([]string, len(chunk))
+			for i, id := range chunk {
+				escaped[i] = url.PathEscape(id)
+			}
+			err = c.call(ctx, method, path+strings.Join(escaped, ","), query, body, &resp)
 		}
-		err := c.call(ctx, method, path+strings.Join(escaped, ","), query, body, &resp)
 		var apiErr *apiError
 		if err != nil && !errors.As(err, &apiErr) {
 			return nil, err
@@ -280,6 +300,23 @@ func sendToIDs(ctx context.Context, c *client, method, path string, query url.Va
 		}
 	}
 	return all, firstErr
+}
+
+// enqueueForm builds the multipart/form-data body of /v1/enqueue: the
+// command plist and the IDs one a line. It returns the body and its
+// content type.
+func enqueueForm(command []byte, ids []string) ([]byte, string) {
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	// Writes to a bytes.Buffer do not fail.
+	w, _ := mw.CreateFormFile("command", "cmd.plist")
+	w.Write(command)
+	w, _ = mw.CreateFormFile("ids", "ids.txt")
+	for _, id := range ids {
+		io.WriteString(w, id+"\n")
+	}
+	mw.Close()
+	return buf.Bytes(), mw.FormDataContentType()
 }
 
 // printIDStatus prints the per-ID part of an enqueue or push answer.

@@ -244,6 +244,11 @@ func (e *apiError) Error() string {
 // answer (the enqueue and push endpoints describe every ID) and returns
 // an *apiError.
 func (c *client) call(ctx context.Context, method, path string, query url.Values, body []byte, out any) error {
+	return c.callWith(ctx, method, path, query, "", body, out)
+}
+
+// callWith is call with a Content-Type for the body ("" sends none).
+func (c *client) callWith(ctx context.Context, method, path string, query url.Values, contentType string, body []byte, out any) error {
 	if err := c.cfg.complete(); err != nil {
 		return err
 	}
@@ -256,6 +261,9 @@ func (c *client) call(ctx context.Context, method, path string, query url.Values
 		return err
 	}
 	req.SetBasicAuth(mdmhttp.APIUsername, c.cfg.key)
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return err

@@ -9,7 +9,9 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -43,6 +45,9 @@ func (fakePusher) Push(_ context.Context, ids []string) (map[string]*push.Respon
 type server struct {
 	url     string
 	devices []*simulator.Device
+
+	mu       sync.Mutex
+	requests []string // method, path and content type of each API request
 }
 
 func newServer(t *testing.T, devices int) *server {
@@ -64,14 +69,23 @@ func newServer(t *testing.T, devices int) *server {
 	mux.Handle("/mdm", httpmdm.IdentityMiddleware(httpmdm.CheckinAndCommandHandler(nanomdm.New(store)), verifier))
 	mux.Handle("/v1/pushcert", auth(api.PushCertHandler(store, opts...)))
 	mux.Handle("/v1/enqueue/", auth(http.StripPrefix("/v1/enqueue/", api.EnqueueHandler(store, opts...))))
+	mux.Handle("/v1/enqueue", auth(http.StripPrefix("/v1/enqueue", api.EnqueueHandler(store, opts...))))
 	mux.Handle("/v1/push/", auth(http.StripPrefix("/v1/push/", api.PushHandler(opts...))))
 	mux.Handle("/v1/enrollments", auth(api.EnrollmentsHandler(store, opts...)))
 	mux.Handle("/v1/enrollments/{id}/queue", auth(api.QueueHandler(store, opts...)))
 	mux.Handle("/v1/commands/{uuid}/results", auth(api.CommandResultsHandler(store, opts...)))
-	srv := httptest.NewServer(mux)
+	s := &server{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/v1/") {
+			mt, _, _ := strings.Cut(r.Header.Get("Content-Type"), ";")
+			s.mu.Lock()
+			s.requests = append(s.requests, r.Method+" "+r.URL.Path+" "+mt)
+			s.mu.Unlock()
+		}
+		mux.ServeHTTP(w, r)
+	}))
 	t.Cleanup(srv.Close)
-
-	s := &server{url: srv.URL}
+	s.url = srv.URL
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for i := 0; i < devices; i++ {
@@ -343,5 +357,42 @@ func TestQueuePages(t *testing.T) {
 		if want := fmt.Sprintf("page-%03d", i); c.CommandUUID != want {
 			t.Fatalf("command %d is %s, want %s", i, c.CommandUUID, want)
 		}
+	}
+}
+
+// TestEnqueueManyIDsAsForm enqueues to more IDs than fit one path call:
+// nanoctl sends them in one multipart form to /v1/enqueue, the known
+// device gets the command and every unknown ID is reported.
+func TestEnqueueManyIDsAsForm(t *testing.T) {
+	s := newServer(t, 1)
+	dev := s.devices[0].UDID()
+	var ids strings.Builder
+	ids.WriteString(dev + "\n")
+	for i := 0; i < 1500; i++ {
+		fmt.Fprintf(&ids, "UNKNOWN-%04d\n", i)
+	}
+	idsFile := filepath.Join(t.TempDir(), "ids.txt")
+	if err := os.WriteFile(idsFile, []byte(ids.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.requests = nil
+	out, err := s.ctl(t, "", "-json", "enqueue", "-nopush", "-t", "ProfileList", "-uuid", "many-1", "-ids-file", idsFile)
+	if err == nil || !strings.Contains(err.Error(), "207") {
+		t.Fatalf("enqueue to 1501 IDs: error %v, want the 207 of the unknown IDs", err)
+	}
+	if want := []string{"POST /v1/enqueue multipart/form-data"}; !reflect.DeepEqual(s.requests, want) {
+		t.Errorf("requests %v, want %v", s.requests, want)
+	}
+	var answer api.Response
+	if err := json.Unmarshal([]byte(out[:strings.LastIndex(out, "}")+1]), &answer); err != nil {
+		t.Fatalf("decoding the answer: %v\n%.300s", err, out)
+	}
+	if len(answer.Status) != 1500 || answer.Status[dev] != nil || answer.Status["UNKNOWN-0042"] == nil || answer.CommandUUID != "many-1" {
+		t.Errorf("answer: %d statuses (device %+v), command %q; want the 1500 unknown IDs only, command many-1",
+			len(answer.Status), answer.Status[dev], answer.CommandUUID)
+	}
+	qout := s.mustCtl(t, "", "-json", "queue", dev)
+	if !strings.Contains(qout, "many-1") {
+		t.Errorf("queue of the device: %s, want many-1 in it", qout)
 	}
 }

@@ -383,6 +383,8 @@ func (a *app) routes(ch *chain, verifier httpmdm.CertVerifier, pushFactory *nano
 		// GET too: the original accepts any method here and a command
 		// translator in use enqueues with GET and a body.
 		mux.Handle("/v1/enqueue/", auth(http.StripPrefix("/v1/enqueue/", actions.Enqueue), http.MethodPut, http.MethodPost, http.MethodGet))
+		// IDs in a multipart form instead of the path (many IDs).
+		mux.Handle("/v1/enqueue", auth(http.StripPrefix("/v1/enqueue", actions.Enqueue), http.MethodPut, http.MethodPost))
 		mux.Handle("/v1/push/", auth(http.StripPrefix("/v1/push/", actions.Push), http.MethodGet, http.MethodPost))
 		mux.Handle("/v1/escrowkeyunlock", auth(api.EscrowKeyUnlockHandler(store, api.EscrowKeyUnlockTarget{URL: c.integrations.escrowURL}, apiOpts...), http.MethodPost))
 		mux.Handle("/v1/enrollments", auth(api.EnrollmentsHandler(store, apiOpts...), http.MethodGet))

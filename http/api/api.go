@@ -103,7 +103,18 @@ func parseIDs(path string, max int) ([]string, error) {
 	if n := strings.Count(path, ",") + 1; n > max {
 		return nil, fmt.Errorf("%w: %d ids, at most %d per call", ErrBadIDs, n, max)
 	}
-	ids := strings.Split(path, ",")
+	return checkIDs(strings.Split(path, ","), max)
+}
+
+// checkIDs validates ids (at most max of them) and drops repeats,
+// keeping the first of each in place. It reuses the array of ids.
+func checkIDs(ids []string, max int) ([]string, error) {
+	if len(ids) == 0 {
+		return nil, fmt.Errorf("%w: no ids", ErrBadIDs)
+	}
+	if len(ids) > max {
+		return nil, fmt.Errorf("%w: %d ids, at most %d per call", ErrBadIDs, len(ids), max)
+	}
 	seen := make(map[string]struct{}, len(ids))
 	out := ids[:0]
 	for _, id := range ids {
@@ -163,22 +174,19 @@ func statusOf(fullOK, total int, anyOK bool) int {
 	return http.StatusMultiStatus
 }
 
-// EnqueueHandler enqueues the raw command plist of the body to the
-// comma-separated IDs at the end of the path (mount it under
-// http.StripPrefix) and pushes to them unless the nopush query parameter
-// is set. An empty body only pushes.
+// EnqueueHandler enqueues a raw command plist to enrollments and pushes
+// to them unless the nopush query parameter is set. The IDs are either
+// comma-separated at the end of the path (mount it under
+// http.StripPrefix) with the plist as the body, or, when the path names
+// none, sent as a multipart/form-data body (see readEnqueueForm). An
+// empty command only pushes.
 func EnqueueHandler(store storage.CommandEnqueuer, opts ...Option) http.Handler {
 	o := newOptions(opts)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		logger := log.From(r.Context(), o.logger)
-		ids, err := parseIDs(r.URL.Path, o.maxIDs)
+		ids, raw, status, err := readEnqueue(w, r, o)
 		if err != nil {
-			mdmhttp.WriteJSONError(w, http.StatusBadRequest, err)
-			return
-		}
-		raw, err := mdmhttp.ReadBody(w, r, o.bodyLimit)
-		if err != nil {
-			mdmhttp.WriteJSONError(w, mdmhttp.BodyStatus(err), fmt.Errorf("reading body: %w", err))
+			mdmhttp.WriteJSONError(w, status, err)
 			return
 		}
 		resp := &Response{NoPush: r.URL.Query().Get("nopush") != ""}

@@ -130,3 +130,77 @@ func FuzzEnqueueHandler(f *testing.F) {
 		}
 	})
 }
+
+// FuzzEnqueueForm sends arbitrary multipart bodies to the enqueue handler
+// without IDs in the path. Whatever arrives, nothing panics, the answer is
+// JSON with a documented status, a body over the limit never reaches
+// storage, and storage only sees valid, distinct IDs (at most the
+// configured number) and a decoded command.
+func FuzzEnqueueForm(f *testing.F) {
+	good, err := mdm.NewCommand("fuzz-1", "ProfileList", nil)
+	if err != nil {
+		f.Fatalf("building seed command: %v", err)
+	}
+	const boundary = "XyZ"
+	form := func(parts ...string) []byte {
+		var b strings.Builder
+		for i := 0; i+1 < len(parts); i += 2 {
+			b.WriteString("--" + boundary + "\r\nContent-Disposition: form-data; name=\"" + parts[i] + "\"\r\n\r\n" + parts[i+1] + "\r\n")
+		}
+		b.WriteString("--" + boundary + "--\r\n")
+		return []byte(b.String())
+	}
+	f.Add(form("command", string(good.Raw), "ids", "DEV-1\nDEV-2\n"), boundary)
+	f.Add(form("ids", "DEV-1\r\n\r\ngone-2"), boundary)
+	f.Add(form("command", string(good.Raw), "ids", strings.Repeat("x\n", 9)), boundary)
+	f.Add(form("command", string(good.Raw), "ids", "a/b"), boundary)
+	f.Add(form("command", "bplist00", "ids", "DEV-1"), boundary)
+	f.Add(form("ids", "DEV-1", "ids", "DEV-2"), boundary)
+	f.Add(form("other", "x"), boundary)
+	f.Add([]byte("--XyZ\r\nContent-Disposition: form-data; name=\"ids\"\r\n\r\nDEV"), boundary)
+	f.Add(form("ids", "DEV-1"), "")
+	const maxIDs, bodyLimit = 8, 4 << 10
+	f.Fuzz(func(t *testing.T, body []byte, boundary string) {
+		store := &recordingEnqueuer{}
+		h := api.EnqueueHandler(store, api.WithMaxIDs(maxIDs), api.WithBodyLimit(bodyLimit))
+		req := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body))
+		req.URL.Path = ""
+		req.Header.Set("Content-Type", "multipart/form-data; boundary=\""+strings.ReplaceAll(boundary, `"`, "")+"\"")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+
+		switch rec.Code {
+		case 200, 207, 400, 409, 413, 500:
+		default:
+			t.Fatalf("status %d", rec.Code)
+		}
+		if !json.Valid(rec.Body.Bytes()) {
+			t.Fatalf("answer is not JSON: %q", rec.Body.Bytes())
+		}
+		if !store.called {
+			return
+		}
+		if len(body) > bodyLimit {
+			t.Fatalf("body of %d bytes over the %d limit reached storage", len(body), bodyLimit)
+		}
+		if len(store.ids) == 0 || len(store.ids) > maxIDs {
+			t.Fatalf("storage got %d ids, want 1 to %d", len(store.ids), maxIDs)
+		}
+		seen := map[string]bool{}
+		for _, id := range store.ids {
+			if err := mdm.ValidateEnrollmentID(id); err != nil {
+				t.Fatalf("storage got invalid id %q: %v", id, err)
+			}
+			if seen[id] {
+				t.Fatalf("storage got id %q twice", id)
+			}
+			seen[id] = true
+		}
+		if store.cmd.CommandUUID == "" || store.cmd.Command.RequestType == "" {
+			t.Fatalf("storage got a command without UUID or request type: %+v", store.cmd)
+		}
+		if !bytes.Contains(body, store.cmd.Raw) {
+			t.Fatal("stored command bytes are not in the body")
+		}
+	})
+}

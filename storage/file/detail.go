@@ -44,42 +44,10 @@ func (s *Storage) RetrieveIdentityCert(ctx context.Context, id string) (*x509.Ce
 	return cert, nil
 }
 
-// reportFile is a stored report of one command.
-type reportFile struct {
-	uuid, path string
-	at         time.Time
-}
-
-// reportFiles lists the reports in dir (results/ or notnow/).
-func reportFiles(dir string) ([]reportFile, error) {
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	out := make([]reportFile, 0, len(entries))
-	for _, e := range entries {
-		if e.IsDir() || strings.HasPrefix(e.Name(), tempPrefix) {
-			continue
-		}
-		fi, err := e.Info()
-		if errors.Is(err, fs.ErrNotExist) {
-			continue // replaced since the listing
-		}
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, reportFile{uuid: e.Name(), path: filepath.Join(dir, e.Name()), at: fi.ModTime().UTC().Truncate(time.Microsecond)})
-	}
-	return out, nil
-}
-
 // RetrieveRecentResults implements storage.EnrollmentDetailer: the
-// newest files of the channel's results/ and notnow/ (a final report
-// wins over a NotNow one of the same command), by modification time. It
-// lists both directories: a channel's whole history.
+// latest report of each command in the channel's result log (a final
+// report wins over a NotNow one), newest first. The log keeps no time per
+// record: At is when the log was last written, for every result.
 func (s *Storage) RetrieveRecentResults(ctx context.Context, id string, n int) ([]storage.RecentResult, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -91,38 +59,48 @@ func (s *Storage) RetrieveRecentResults(ctx context.Context, id string, n int) (
 	if err != nil {
 		return nil, nil // an invalid ID names no enrollment
 	}
-	final, err := reportFiles(filepath.Join(c.dir, resultsDir))
-	if err != nil {
-		return nil, fmt.Errorf("listing results of %s: %w", id, err)
+	path := c.path(resultLogFile)
+	fi, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
 	}
-	notNow, err := reportFiles(filepath.Join(c.dir, notNowDir))
 	if err != nil {
-		return nil, fmt.Errorf("listing results of %s: %w", id, err)
+		return nil, fmt.Errorf("reading results of %s: %w", id, err)
 	}
-	files := final
-	for _, f := range notNow {
-		if !slices.ContainsFunc(final, func(r reportFile) bool { return r.uuid == f.uuid }) {
-			files = append(files, f)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading results of %s: %w", id, err)
+	}
+	// latest[uuid] is the record shown for the command; order lists the
+	// commands by the position of that record.
+	type pick struct {
+		rec resultRecord
+		pos int
+	}
+	latest := map[string]pick{}
+	pos := 0
+	scanRecords(b, func(r resultRecord) bool {
+		pos++
+		if p, ok := latest[r.uuid]; ok && p.rec.kind == kindFinal && r.kind != kindFinal {
+			return true
 		}
-	}
-	slices.SortFunc(files, func(a, b reportFile) int {
-		return cmp.Or(b.at.Compare(a.at), strings.Compare(a.uuid, b.uuid))
+		latest[r.uuid] = pick{r, pos}
+		return true
 	})
+	picks := make([]pick, 0, len(latest))
+	for _, p := range latest {
+		picks = append(picks, p)
+	}
+	slices.SortFunc(picks, func(a, b pick) int { return cmp.Compare(b.pos, a.pos) })
+	at := fi.ModTime().UTC().Truncate(time.Microsecond)
 	var out []storage.RecentResult
-	for _, f := range files[:min(len(files), n)] {
-		raw, err := readFile(f.path)
+	for _, p := range picks[:min(len(picks), n)] {
+		report, err := mdm.DecodeCommandResults(p.rec.raw)
 		if err != nil {
-			return nil, fmt.Errorf("reading result of %s for %s: %w", f.uuid, id, err)
+			return nil, fmt.Errorf("decoding result of %s for %s: %w", p.rec.uuid, id, err)
 		}
-		if raw == nil {
-			continue // a NotNow report superseded since the listing
-		}
-		report, err := mdm.DecodeCommandResults(raw)
-		if err != nil {
-			return nil, fmt.Errorf("decoding result of %s for %s: %w", f.uuid, id, err)
-		}
-		r := storage.RecentResult{CommandUUID: f.uuid, Status: report.Status, At: f.at, Raw: raw}
-		if cmd, err := readFile(filepath.Join(s.dir, commandsDir, f.uuid)); err == nil && cmd != nil {
+		r := storage.RecentResult{CommandUUID: p.rec.uuid, Status: report.Status, At: at, Raw: p.rec.raw}
+		if cmd, err := readFile(filepath.Join(s.dir, commandsDir, p.rec.uuid)); err == nil && cmd != nil {
 			if decoded, err := mdm.DecodeCommand(cmd); err == nil {
 				r.RequestType = decoded.Command.RequestType
 			}
@@ -153,9 +131,7 @@ func (s *Storage) RemoveQueuedCommand(ctx context.Context, id, uuid string) erro
 	if err != nil {
 		return err
 	}
-	if q, err = pending(c, q); err != nil {
-		return err
-	}
+	q = pending(q)
 	i := indexOf(q, uuid)
 	if i < 0 {
 		return fmt.Errorf("%w: %q", storage.ErrUnknownCommand, uuid)

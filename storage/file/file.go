@@ -3,7 +3,7 @@
 //
 // Layout under the storage directory:
 //
-//	format                         layout marker ("nanomdm-file-storage 1")
+//	format                         layout marker ("nanomdm-file-storage 2")
 //	enrollments/<device ID>/       one directory per device channel
 //	    authenticate.plist         raw Authenticate
 //	    identity_cert.pem          identity certificate of the Authenticate
@@ -14,8 +14,7 @@
 //	    user_authenticate.plist    raw UserAuthenticate (and _digest)
 //	    last_seen                  empty; its mtime is the last-seen time
 //	    queue                      the enrollment's queued commands, in order
-//	    results/<CommandUUID>      raw final report of each command
-//	    notnow/<CommandUUID>       raw NotNow report of a queued command
+//	    results.log                raw reports (final and NotNow), appended
 //	    users/<user part>/         a user channel ("UDID:UserID" and the
 //	                               like): the same files, without users/
 //	commands/<CommandUUID>         raw command, written once
@@ -40,10 +39,12 @@
 // the order they are sent (commands carry no priority), so the order is
 // exact for commands enqueued in the same instant and survives restarts.
 // It also holds each command's NotNow count and time and when it was
-// enqueued. A final report takes a command off the queue by its file in
-// results/ alone, so the command loop writes one file per request; the
-// queue file drops such commands when it is next rewritten. CommandUUIDs
-// are never reused.
+// enqueued. A final report takes a command off the queue by a done line
+// appended to the queue file, and the report itself is appended to
+// results.log, so the command loop creates no file; the queue file drops
+// done commands when it is next rewritten. CommandUUIDs are never reused.
+// Format 1 kept reports in a file each (results/, notnow/); New moves them
+// into results.log once (legacy.go).
 //
 // Writers of one device and its users are serialized by an in-process
 // lock, so one storage directory must be used by one process at a time.
@@ -66,7 +67,7 @@ import (
 
 const (
 	formatFile    = "format"
-	formatVersion = "nanomdm-file-storage 1\n"
+	formatVersion = "nanomdm-file-storage 2\n"
 
 	enrollmentsDir = "enrollments"
 	commandsDir    = "commands"
@@ -75,8 +76,6 @@ const (
 	certHashesDir  = "cert_hashes"
 
 	usersDir           = "users"
-	resultsDir         = "results"
-	notNowDir          = "notnow"
 	authenticateFile   = "authenticate.plist"
 	identityCertFile   = "identity_cert.pem"
 	tokenUpdateFile    = "token_update.plist"
@@ -106,6 +105,9 @@ type Storage struct {
 	challengeStores atomic.Uint64
 	// outbox indexes the webhook events spooled in outbox/ (outbox.go).
 	outbox *memoutbox.Outbox
+	// A result log longer than logCompactAt is cut to about its newest
+	// logKeep bytes (resultlog.go).
+	logCompactAt, logKeep int64
 }
 
 // Option configures a Storage.
@@ -130,19 +132,25 @@ func New(dir string, opts ...Option) (*Storage, error) {
 	if err != nil {
 		return nil, fmt.Errorf("resolving storage directory: %w", err)
 	}
-	s := &Storage{dir: abs, now: time.Now}
+	s := &Storage{dir: abs, now: time.Now, logCompactAt: defaultLogCompactAt, logKeep: defaultLogKeep}
 	for _, opt := range opts {
 		opt(s)
 	}
 	if err := os.MkdirAll(abs, dirMode); err != nil {
 		return nil, fmt.Errorf("creating storage directory: %w", err)
 	}
-	if err := s.checkFormat(); err != nil {
+	legacy, err := s.checkFormat()
+	if err != nil {
 		return nil, err
 	}
 	for _, sub := range []string{enrollmentsDir, commandsDir, pushCertsDir, certAuthDir, certHashesDir} {
 		if err := os.Mkdir(filepath.Join(abs, sub), dirMode); err != nil && !errors.Is(err, fs.ErrExist) {
 			return nil, fmt.Errorf("creating storage directory: %w", err)
+		}
+	}
+	if legacy {
+		if err := s.migrateFormat1(); err != nil {
+			return nil, fmt.Errorf("moving reports of format 1 into result logs: %w", err)
 		}
 	}
 	if err := s.loadOutbox(); err != nil {
@@ -152,29 +160,32 @@ func New(dir string, opts ...Option) (*Storage, error) {
 }
 
 // checkFormat accepts a directory with our marker, or an empty one (where
-// it writes the marker). A crash between creating the marker and the
+// it writes the marker). It reports whether the directory is of format 1,
+// to be migrated. A crash between creating the marker and the
 // sub-directories is harmless: New creates those every time.
-func (s *Storage) checkFormat() error {
+func (s *Storage) checkFormat() (legacy bool, err error) {
 	b, err := os.ReadFile(filepath.Join(s.dir, formatFile))
 	switch {
 	case err == nil && string(b) == formatVersion:
-		return nil
+		return false, nil
+	case err == nil && string(b) == formatVersion1:
+		return true, nil
 	case err == nil:
-		return fmt.Errorf("%w: %s: unsupported format %q", ErrUnknownLayout, s.dir, strings.TrimSpace(string(b)))
+		return false, fmt.Errorf("%w: %s: unsupported format %q", ErrUnknownLayout, s.dir, strings.TrimSpace(string(b)))
 	case !errors.Is(err, fs.ErrNotExist):
-		return fmt.Errorf("reading storage format: %w", err)
+		return false, fmt.Errorf("reading storage format: %w", err)
 	}
 	entries, err := os.ReadDir(s.dir)
 	if err != nil {
-		return fmt.Errorf("reading storage directory: %w", err)
+		return false, fmt.Errorf("reading storage directory: %w", err)
 	}
 	for _, e := range entries {
 		// A file system mounted here may bring lost+found.
 		if !strings.HasPrefix(e.Name(), tempPrefix) && e.Name() != "lost+found" {
-			return fmt.Errorf("%w: %s is not empty and has no %q file", ErrUnknownLayout, s.dir, formatFile)
+			return false, fmt.Errorf("%w: %s is not empty and has no %q file", ErrUnknownLayout, s.dir, formatFile)
 		}
 	}
-	return s.writeFile(filepath.Join(s.dir, formatFile), []byte(formatVersion))
+	return false, s.writeFile(filepath.Join(s.dir, formatFile), []byte(formatVersion))
 }
 
 // lock locks the stripe of a device and its user channels and returns

@@ -40,10 +40,7 @@ func (s *Storage) RetrieveFleetCounts(ctx context.Context, now time.Time) (*stor
 		if err != nil {
 			return nil, err
 		}
-		if q, err = pending(c, q); err != nil {
-			return nil, err
-		}
-		out.Queued += len(q)
+		out.Queued += len(pending(q))
 	}
 	return out, nil
 }

@@ -228,11 +228,7 @@ func (s *Storage) RetrieveQueue(ctx context.Context, id, cursor string, limit in
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		done, err := isDone(c, e.uuid)
-		if err != nil {
-			return nil, err
-		}
-		if done {
+		if e.done {
 			continue
 		}
 		qc := storage.QueuedCommand{
@@ -255,8 +251,8 @@ func (s *Storage) RetrieveQueue(ctx context.Context, id, cursor string, limit in
 }
 
 // RetrieveCommandResults implements storage.CommandResultLister: the
-// final report in results/ or else the NotNow one in notnow/ of each
-// channel, in ID order.
+// final report or else the NotNow one in the result log of each channel,
+// in ID order.
 func (s *Storage) RetrieveCommandResults(ctx context.Context, uuid, after string, limit int, statusOnly bool) ([]storage.CommandResult, error) {
 	if _, err := s.safeName(commandsDir, uuid); err != nil {
 		return nil, nil // no command can have this UUID
@@ -277,10 +273,7 @@ func (s *Storage) RetrieveCommandResults(ctx context.Context, uuid, after string
 		if err != nil {
 			continue
 		}
-		raw, err := readFile(c.resultPath(uuid))
-		if err == nil && raw == nil {
-			raw, err = readFile(c.notNowPath(uuid))
-		}
+		raw, err := readResult(c, uuid)
 		if err != nil {
 			return nil, fmt.Errorf("reading result of %s for %s: %w", uuid, id, err)
 		}

@@ -25,6 +25,11 @@ import (
 // of one queue strictly increase, so each also names its entry's place
 // (the inspection API's cursor); lines written before the field existed
 // read as 0.
+//
+// A line of a tab and a CommandUUID marks that command done (its final
+// report is stored): it is appended when the report arrives, so the
+// command loop replaces no file. An unterminated last line is an append
+// in progress (or torn by a crash) and is ignored.
 const queueHeader = "nanomdm-queue 1\n"
 
 type queueEntry struct {
@@ -33,6 +38,7 @@ type queueEntry struct {
 	notNowTally int
 	notNowAt    int64
 	at          int64 // enqueued, Unix ns
+	done        bool  // a done line names it
 }
 
 func parseQueue(b []byte) ([]queueEntry, error) {
@@ -41,9 +47,16 @@ func parseQueue(b []byte) ([]queueEntry, error) {
 		return nil, errors.New("unknown queue format")
 	}
 	lines := strings.Split(string(rest), "\n")
+	lines = lines[:len(lines)-1] // "" or an unterminated line
 	entries := make([]queueEntry, 0, len(lines))
 	for i, line := range lines {
 		if line == "" {
+			continue
+		}
+		if uuid, ok := strings.CutPrefix(line, "\t"); ok {
+			if j := indexOf(entries, uuid); j >= 0 {
+				entries[j].done = true
+			}
 			continue
 		}
 		f := strings.Split(line, "\t")
@@ -102,9 +115,10 @@ func readQueue(c channel) ([]queueEntry, error) {
 	return q, nil
 }
 
-// writeQueue replaces the queue of c; an empty queue removes the file.
+// writeQueue replaces the queue of c with its entries that are not done;
+// an empty queue removes the file.
 func (s *Storage) writeQueue(c channel, q []queueEntry) error {
-	if len(q) == 0 {
+	if q = pending(q); len(q) == 0 {
 		return removeFile(c.path(queueFile))
 	}
 	return s.writeFile(c.path(queueFile), formatQueue(q))
@@ -120,51 +134,46 @@ func indexOf(q []queueEntry, uuid string) int {
 }
 
 // A command leaves an enrollment's queue when its final (non-NotNow)
-// report is stored in results/. The queue file is not rewritten then: one
-// new file per report instead of two keeps the command loop cheap, and
-// CommandUUIDs are never reused, so a result marks its command done for
+// report is stored: a done line is appended to the queue file rather than
+// the file replaced, which keeps the command loop free of file creation.
+// CommandUUIDs are never reused, so a done line marks its command done for
 // good. Done entries are dropped from the queue file the next time it is
 // rewritten anyway (enqueue, NotNow), or when it grows past compactAt.
 const compactAt = 32
 
-func (c channel) resultPath(uuid string) string {
-	return filepath.Join(c.dir, resultsDir, uuid)
-}
-
-// notNowPath is where the latest NotNow report of a command is kept
-// while the command is outstanding, for the inspection API.
-func (c channel) notNowPath(uuid string) string {
-	return filepath.Join(c.dir, notNowDir, uuid)
-}
-
-// isDone reports whether the command has a final result for c.
-func isDone(c channel, uuid string) (bool, error) {
-	ok, err := exists(c.resultPath(uuid))
+// markDone appends the done line of uuid to the queue file of c. The
+// caller holds the device's lock.
+func (s *Storage) markDone(c channel, uuid string) error {
+	f, err := os.OpenFile(c.path(queueFile), os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
-		return false, fmt.Errorf("reading result of %s: %w", uuid, err)
+		return err
 	}
-	return ok, nil
+	_, err = f.Write([]byte("\t" + uuid + "\n"))
+	if err == nil && s.sync {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // pending returns the entries of q that are not done.
-func pending(c channel, q []queueEntry) ([]queueEntry, error) {
+func pending(q []queueEntry) []queueEntry {
 	out := q[:0:0]
 	for _, e := range q {
-		done, err := isDone(c, e.uuid)
-		if err != nil {
-			return nil, err
-		}
-		if !done {
+		if !e.done {
 			out = append(out, e)
 		}
 	}
-	return out, nil
+	return out
 }
 
-// StoreCommandReport implements storage.CommandQueueStore. The raw report
-// of a final status is kept in results/; a NotNow report only updates the
-// command's NotNow count and time in the queue file, as the device will
-// report the command again.
+// StoreCommandReport implements storage.CommandQueueStore. Every report
+// but Idle is appended to the result log (resultlog.go); a NotNow report
+// also updates the command's NotNow count and time in the queue file, as
+// the device will report the command again, and a final one marks the
+// command done there.
 func (s *Storage) StoreCommandReport(r *mdm.Request, report *mdm.CommandResults) error {
 	c, err := s.requestChannel(r)
 	if err != nil {
@@ -182,55 +191,43 @@ func (s *Storage) StoreCommandReport(r *mdm.Request, report *mdm.CommandResults)
 		return err
 	}
 	i := indexOf(q, report.CommandUUID)
-	done := false
-	if i >= 0 {
-		if done, err = isDone(c, report.CommandUUID); err != nil {
-			return err
-		}
-	}
-	if i < 0 || done {
+	if i < 0 || q[i].done {
 		return fmt.Errorf("%w: %q", storage.ErrUnknownCommand, report.CommandUUID)
 	}
+	// The CommandUUID is in the queue, so it was validated at enqueue.
 	if report.Status == mdm.StatusNotNow {
-		if err := s.writeInDir(c.notNowPath(report.CommandUUID), report.Raw); err != nil {
+		if err := s.appendResult(c, kindNotNow, report.CommandUUID, report.Raw); err != nil {
 			return fmt.Errorf("storing NotNow result: %w", err)
 		}
 		if q[i].notNowTally == 0 {
 			q[i].notNowAt = s.now().UnixNano()
 		}
 		q[i].notNowTally++
-		if q, err = pending(c, q); err == nil {
-			err = s.writeQueue(c, q)
-		}
-		if err != nil {
+		if err := s.writeQueue(c, q); err != nil {
 			return fmt.Errorf("storing NotNow: %w", err)
 		}
 		return nil
 	}
-	// The CommandUUID is in the queue, so it was validated at enqueue.
-	if err := s.writeInDir(c.resultPath(report.CommandUUID), report.Raw); err != nil {
+	if err := s.appendResult(c, kindFinal, report.CommandUUID, report.Raw); err != nil {
 		return fmt.Errorf("storing command result: %w", err)
 	}
-	if q[i].notNowTally > 0 {
-		// The final result supersedes the NotNow one.
-		if err := removeFile(c.notNowPath(report.CommandUUID)); err != nil {
-			return fmt.Errorf("removing NotNow result: %w", err)
-		}
-	}
 	if len(q) > compactAt {
-		if q, err = pending(c, q); err == nil {
-			err = s.writeQueue(c, q)
-		}
-		if err != nil {
+		q[i].done = true
+		if err := s.writeQueue(c, q); err != nil {
 			return fmt.Errorf("compacting queue: %w", err)
 		}
+		return nil
+	}
+	if err := s.markDone(c, report.CommandUUID); err != nil {
+		return fmt.Errorf("marking command done: %w", err)
 	}
 	return nil
 }
 
 // RetrieveNextCommand implements storage.CommandQueueStore. It takes no
-// lock: the queue file is only ever replaced whole, and result and command
-// files are written once, so it always reads a consistent queue.
+// lock: the queue file is replaced whole or has a done line appended (a
+// partial one is ignored), and command files are written once, so it
+// always reads a consistent queue.
 func (s *Storage) RetrieveNextCommand(r *mdm.Request, skipNotNow bool) (*mdm.Command, error) {
 	c, err := s.requestChannel(r)
 	if err != nil {
@@ -241,14 +238,7 @@ func (s *Storage) RetrieveNextCommand(r *mdm.Request, skipNotNow bool) (*mdm.Com
 		return nil, err
 	}
 	for _, e := range q {
-		if skipNotNow && e.notNowTally > 0 {
-			continue
-		}
-		done, err := isDone(c, e.uuid)
-		if err != nil {
-			return nil, err
-		}
-		if done {
+		if e.done || (skipNotNow && e.notNowTally > 0) {
 			continue
 		}
 		raw, err := os.ReadFile(filepath.Join(s.dir, commandsDir, e.uuid))
@@ -353,9 +343,6 @@ func (s *Storage) enqueue(id string, entry queueEntry) error {
 	entry.at = s.now().UnixNano()
 	if n := len(q); n > 0 && q[n-1].at >= entry.at {
 		entry.at = q[n-1].at + 1 // strictly increasing within the queue
-	}
-	if q, err = pending(c, q); err != nil {
-		return err
 	}
 	if err := s.writeQueue(c, append(q, entry)); err != nil {
 		return fmt.Errorf("enqueueing: %w", err)
