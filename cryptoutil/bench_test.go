@@ -9,6 +9,8 @@ import (
 	"crypto/x509"
 	"strings"
 	"testing"
+
+	"github.com/nanomdm/nanomdm/internal/fixture"
 )
 
 // BenchmarkVerifyMdmSignature is the identity check of every device
@@ -18,7 +20,7 @@ import (
 //
 //	go test -run '^$' -bench VerifyMdmSignature ./cryptoutil/
 func BenchmarkVerifyMdmSignature(b *testing.B) {
-	body := readTestdata(b, idleReportBodyFile)
+	body := fixture.Read(b, idleReportBodyFile)
 	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		b.Fatal(err)
@@ -38,7 +40,7 @@ func BenchmarkVerifyMdmSignature(b *testing.B) {
 		name   string
 		header string
 	}{
-		{"capture", strings.TrimSpace(string(readTestdata(b, idleReportHeaderFile)))},
+		{"capture", strings.TrimSpace(string(fixture.Read(b, idleReportHeaderFile)))},
 		{"sha1-rsa2048", sign(SignMdmSignatureSHA1, rsaKey)},
 		{"sha1-p256", sign(SignMdmSignatureSHA1, ecKey)},
 		{"sha256-attributes-p256", sign(SignMdmSignature, ecKey)},

@@ -5,10 +5,12 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/nanomdm/nanomdm/internal/fixture"
 )
 
 func TestParseCertHeader(t *testing.T) {
-	capture, err := VerifyMdmSignature(string(readTestdata(t, idleReportHeaderFile)), readTestdata(t, idleReportBodyFile))
+	capture, err := VerifyMdmSignature(string(fixture.Read(t, idleReportHeaderFile)), fixture.Read(t, idleReportBodyFile))
 	if err != nil {
 		t.Fatalf("reading certificate from capture: %v", err)
 	}

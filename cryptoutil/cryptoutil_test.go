@@ -9,10 +9,12 @@ import (
 	"encoding/pem"
 	"errors"
 	"testing"
+
+	"github.com/nanomdm/nanomdm/internal/fixture"
 )
 
 func TestCertHash(t *testing.T) {
-	cert, err := VerifyMdmSignature(string(readTestdata(t, idleReportHeaderFile)), readTestdata(t, idleReportBodyFile))
+	cert, err := VerifyMdmSignature(string(fixture.Read(t, idleReportHeaderFile)), fixture.Read(t, idleReportBodyFile))
 	if err != nil {
 		t.Fatalf("verifying capture: %v", err)
 	}

@@ -7,12 +7,14 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/nanomdm/nanomdm/internal/fixture"
 )
 
 func FuzzVerifyMdmSignature(f *testing.F) {
-	body := readTestdata(f, idleReportBodyFile)
-	f.Add(string(readTestdata(f, idleReportHeaderFile)), body)
-	f.Add(string(readTestdata(f, berCaptureHeaderFile)), body)
+	body := fixture.Read(f, idleReportBodyFile)
+	f.Add(string(fixture.Read(f, idleReportHeaderFile)), body)
+	f.Add(string(fixture.Read(f, berCaptureHeaderFile)), body)
 
 	key := newECKey(f)
 	generated, err := SignMdmSignature(body, newCurrentIdentity(f, key), key)
@@ -51,9 +53,9 @@ func FuzzVerifyMdmSignature(f *testing.F) {
 // FuzzVerifyDetached skips the base64 layer so the fuzzer mutates the BER
 // structure itself, which is what the bounds in checkBER protect.
 func FuzzVerifyDetached(f *testing.F) {
-	body := readTestdata(f, idleReportBodyFile)
+	body := fixture.Read(f, idleReportBodyFile)
 	for _, name := range []string{idleReportHeaderFile, berCaptureHeaderFile} {
-		der, err := decodeBase64(strings.TrimSpace(string(readTestdata(f, name))))
+		der, err := decodeBase64(strings.TrimSpace(string(fixture.Read(f, name))))
 		if err != nil {
 			f.Fatalf("decoding seed %s: %v", name, err)
 		}

@@ -9,8 +9,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"math/big"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 )
@@ -26,15 +24,6 @@ const (
 	idleReportCertHash = "9704ca2f1ea3ea1eaaebd5013b0803d920e813ccf0d4b7d8808499a15f6a4716"
 	berCaptureCertHash = "9acceeda1c02be03fa55803d778b55f154fcc40c217e6185d30e0857af9e75c0"
 )
-
-func readTestdata(tb testing.TB, name string) []byte {
-	tb.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		tb.Fatalf("reading fixture: %v", err)
-	}
-	return b
-}
 
 func newRSAKey(tb testing.TB) crypto.Signer {
 	tb.Helper()

@@ -11,12 +11,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nanomdm/nanomdm/internal/fixture"
 	"github.com/smallstep/pkcs7"
 )
 
 func TestVerifyMdmSignatureCapture(t *testing.T) {
-	header := string(readTestdata(t, idleReportHeaderFile))
-	body := readTestdata(t, idleReportBodyFile)
+	header := string(fixture.Read(t, idleReportHeaderFile))
+	body := fixture.Read(t, idleReportBodyFile)
 	trimmed := strings.TrimSpace(header)
 
 	tests := []struct {
@@ -58,7 +59,7 @@ func TestVerifyMdmSignatureCapture(t *testing.T) {
 // The BER capture signs a body we do not have, so it must parse, name its
 // signer, and then fail only the signature check.
 func TestVerifyMdmSignatureBERCapture(t *testing.T) {
-	header := string(readTestdata(t, berCaptureHeaderFile))
+	header := string(fixture.Read(t, berCaptureHeaderFile))
 	der, err := decodeBase64(strings.TrimSpace(header))
 	if err != nil {
 		t.Fatalf("decoding capture: %v", err)
@@ -84,7 +85,7 @@ func TestVerifyMdmSignatureBERCapture(t *testing.T) {
 		t.Errorf("signer issuer CN: have %q, want %q", have, want)
 	}
 
-	_, err = VerifyMdmSignature(header, readTestdata(t, idleReportBodyFile))
+	_, err = VerifyMdmSignature(header, fixture.Read(t, idleReportBodyFile))
 	if !errors.Is(err, ErrInvalidSignature) {
 		t.Errorf("over the idle report body: have error %v, want ErrInvalidSignature", err)
 	}
@@ -92,7 +93,7 @@ func TestVerifyMdmSignatureBERCapture(t *testing.T) {
 
 func TestSignVerifyRoundTrip(t *testing.T) {
 	rsaKey, ecKey := newRSAKey(t), newECKey(t)
-	body := readTestdata(t, idleReportBodyFile)
+	body := fixture.Read(t, idleReportBodyFile)
 
 	tests := []struct {
 		name       string
@@ -182,8 +183,8 @@ func TestVerifyMdmSignatureIgnoresSigningTime(t *testing.T) {
 }
 
 func TestVerifyMdmSignatureErrors(t *testing.T) {
-	body := readTestdata(t, idleReportBodyFile)
-	capture, err := decodeBase64(strings.TrimSpace(string(readTestdata(t, idleReportHeaderFile))))
+	body := fixture.Read(t, idleReportBodyFile)
+	capture, err := decodeBase64(strings.TrimSpace(string(fixture.Read(t, idleReportHeaderFile))))
 	if err != nil {
 		t.Fatalf("decoding capture: %v", err)
 	}

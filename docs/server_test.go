@@ -13,36 +13,18 @@ import (
 	"regexp"
 	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/nanomdm/nanomdm/log/logtest"
 	"github.com/nanomdm/nanomdm/mdm/simulator"
 )
-
-// lockedBuffer collects a process's output.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // runningServer is the built nanomdm binary listening on a free port.
 type runningServer struct {
 	url  string
-	logs *lockedBuffer
+	logs *logtest.Buffer
 }
 
 // freePort returns a loopback address nobody listens on right now.
@@ -85,7 +67,7 @@ func startOnce(t *testing.T, bin, addr string, args ...string) (*runningServer, 
 	t.Helper()
 	cmd := exec.Command(bin, append([]string{"-listen", addr}, args...)...)
 	cmd.Env = cleanEnv()
-	logs := &lockedBuffer{}
+	logs := &logtest.Buffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting nanomdm: %v", err)

@@ -1,25 +1,15 @@
 package mdm_test
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/groob/plist"
 
+	"github.com/nanomdm/nanomdm/internal/fixture"
 	"github.com/nanomdm/nanomdm/mdm"
 	"github.com/nanomdm/nanomdm/storage/storagetest"
 )
-
-func benchFixture(b *testing.B, name string) []byte {
-	b.Helper()
-	raw, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		b.Fatalf("reading fixture: %v", err)
-	}
-	return raw
-}
 
 // benchReport is a DeviceInformation answer of the size an iPhone sends
 // (about 4 KB of XML), built by plist.Marshal the way devices lay it out.
@@ -67,7 +57,7 @@ func benchReport(b *testing.B, binary bool) []byte {
 //	go test -run '^$' -bench 'Decode(Checkin|CommandResults)' ./mdm/
 func BenchmarkDecodeCheckin(b *testing.B) {
 	for _, name := range []string{"Authenticate.1.plist", "TokenUpdate.1.plist"} {
-		raw := benchFixture(b, name)
+		raw := fixture.Read(b, name)
 		b.Run(strings.TrimSuffix(name, ".plist"), func(b *testing.B) {
 			b.SetBytes(int64(len(raw)))
 			b.ReportAllocs()
@@ -100,7 +90,7 @@ func BenchmarkDecodeCommandResults(b *testing.B) {
 		name string
 		raw  []byte
 	}{
-		{"idle-capture", benchFixture(b, "IdleReport.plist")},
+		{"idle-capture", fixture.Read(b, "IdleReport.plist")},
 		{"deviceinformation-xml", benchReport(b, false)},
 		{"deviceinformation-binary", benchReport(b, true)},
 		{"error-xml", errorReport},

@@ -4,20 +4,11 @@ import (
 	"bytes"
 	"encoding/hex"
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-)
 
-func readFixture(t *testing.T, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatalf("reading fixture: %v", err)
-	}
-	return b
-}
+	"github.com/nanomdm/nanomdm/internal/fixture"
+)
 
 func TestDecodeCheckinCaptures(t *testing.T) {
 	for _, tc := range []struct {
@@ -63,7 +54,7 @@ func TestDecodeCheckinCaptures(t *testing.T) {
 		}, "66ADE930-5FDF-5EC4-8429-15640684C489"},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
-			raw := readFixture(t, tc.file)
+			raw := fixture.Read(t, tc.file)
 			msg, err := DecodeCheckin(raw)
 			if err != nil {
 				t.Fatalf("decoding: %v", err)
@@ -84,7 +75,7 @@ func TestDecodeCheckinCaptures(t *testing.T) {
 }
 
 func TestDecodeCommandResultsCaptures(t *testing.T) {
-	raw := readFixture(t, "DeviceInformation.1.plist")
+	raw := fixture.Read(t, "DeviceInformation.1.plist")
 	r, err := DecodeCommandResults(raw)
 	if err != nil {
 		t.Fatalf("decoding: %v", err)
@@ -95,7 +86,7 @@ func TestDecodeCommandResultsCaptures(t *testing.T) {
 	if !bytes.Equal(r.Raw, raw) {
 		t.Error("raw bytes not kept")
 	}
-	idle, err := DecodeCommandResults(readFixture(t, "IdleReport.plist"))
+	idle, err := DecodeCommandResults(fixture.Read(t, "IdleReport.plist"))
 	if err != nil {
 		t.Fatalf("decoding idle: %v", err)
 	}

@@ -4,6 +4,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/nanomdm/nanomdm/internal/fixture"
 )
 
 // slowCommandResults decodes a report the general way only.
@@ -62,8 +64,8 @@ func TestScanCommandResults(t *testing.T) {
 		raw  []byte
 		scan bool // the fast path takes it
 	}{
-		{"idle capture", readFixture(t, "IdleReport.plist"), true},
-		{"device information capture", readFixture(t, "DeviceInformation.1.plist"), true},
+		{"idle capture", fixture.Read(t, "IdleReport.plist"), true},
+		{"device information capture", fixture.Read(t, "DeviceInformation.1.plist"), true},
 		{"user channel", report(`<key>UDID</key><string>U</string><key>UserID</key><string>A&amp;B</string>
 <key>UserShortName</key><string>zoë</string><key>UserLongName</key><string>Zoë</string>
 <key>Status</key><string>Acknowledged</string><key>CommandUUID</key><string>C</string><key>RequestType</key><string>ProfileList</string>
@@ -97,7 +99,7 @@ func TestScanCommandResults(t *testing.T) {
 func TestScanMessageType(t *testing.T) {
 	for _, name := range []string{"Authenticate.1.plist", "Authenticate.2.plist", "TokenUpdate.1.plist", "TokenUpdate.2.plist"} {
 		t.Run(name, func(t *testing.T) {
-			if !agreeMessageType(t, readFixture(t, name)) {
+			if !agreeMessageType(t, fixture.Read(t, name)) {
 				t.Errorf("scan refused a real capture")
 			}
 		})

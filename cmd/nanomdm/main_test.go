@@ -11,32 +11,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/nanomdm/nanomdm/log/logtest"
 	"github.com/nanomdm/nanomdm/mdm"
 	"github.com/nanomdm/nanomdm/mdm/simulator"
 	"github.com/nanomdm/nanomdm/storage"
 )
-
-// syncBuffer is a goroutine-safe bytes.Buffer for server logs.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
@@ -53,8 +35,8 @@ type server struct {
 	url    string
 	ca     *simulator.CA
 	store  storage.AllStorage // the storage it opened, to look at what it stored
-	logs   *syncBuffer
-	stdout *syncBuffer
+	logs   *logtest.Buffer
+	stdout *logtest.Buffer
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -74,7 +56,7 @@ func startServer(t *testing.T, extra ...string) *server {
 // listener of its own and returns once it is serving.
 func serveArgs(t *testing.T, ca *simulator.CA, args []string) *server {
 	t.Helper()
-	s := &server{ca: ca, logs: &syncBuffer{}, stdout: &syncBuffer{}, done: make(chan error, 1)}
+	s := &server{ca: ca, logs: &logtest.Buffer{}, stdout: &logtest.Buffer{}, done: make(chan error, 1)}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("listening: %v", err)

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nanomdm/nanomdm/log/logtest"
 	"github.com/nanomdm/nanomdm/mdm"
 	"github.com/nanomdm/nanomdm/mdm/simulator"
 )
@@ -71,7 +72,7 @@ func TestMigrationEndpoint(t *testing.T) {
 		}
 	})
 
-	var events syncBuffer // webhook bodies
+	var events logtest.Buffer // webhook bodies
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(&events, r.Body)
 	}))

@@ -25,7 +25,7 @@ import (
 	"time"
 
 	"github.com/nanomdm/nanomdm/http/api"
-	"github.com/nanomdm/nanomdm/log"
+	"github.com/nanomdm/nanomdm/log/logtest"
 	"github.com/nanomdm/nanomdm/storage/inmem"
 )
 
@@ -99,31 +99,6 @@ func keyBody(keyPEM []byte) []string {
 		}
 	}
 	return out
-}
-
-// recLogger records every log line as text.
-type recLogger struct {
-	mu    *sync.Mutex
-	lines *[]string
-	kv    []any
-}
-
-func newRecLogger() recLogger { return recLogger{mu: &sync.Mutex{}, lines: new([]string)} }
-
-func (l recLogger) log(kv []any) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	*l.lines = append(*l.lines, fmt.Sprint(append(append([]any{}, l.kv...), kv...)...))
-}
-func (l recLogger) Info(kv ...any)  { l.log(kv) }
-func (l recLogger) Debug(kv ...any) { l.log(kv) }
-func (l recLogger) With(kv ...any) log.Logger {
-	return recLogger{mu: l.mu, lines: l.lines, kv: append(append([]any{}, l.kv...), kv...)}
-}
-func (l recLogger) text() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Join(*l.lines, "\n")
 }
 
 // do sends a request to h and decodes the JSON answer into a map.
@@ -203,7 +178,7 @@ func TestPushCertUpload(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			store := inmem.New()
-			logger := newRecLogger()
+			logger := &logtest.Recorder{}
 			h := api.PushCertHandler(store, api.WithLogger(logger))
 			code, m, raw := do(t, h, http.MethodPut, "/v1/pushcert", tc.body)
 			if code != tc.wantCode {
@@ -213,7 +188,7 @@ func TestPushCertUpload(t *testing.T) {
 				if strings.Contains(raw, line) {
 					t.Errorf("answer contains private key material %q", line)
 				}
-				if strings.Contains(logger.text(), line) {
+				if strings.Contains(strings.Join(logger.Text(), "\n"), line) {
 					t.Errorf("log contains private key material %q", line)
 				}
 			}
@@ -241,8 +216,8 @@ func TestPushCertUpload(t *testing.T) {
 			if code != 200 || m["topic"] != topic || m["not_after"] != wantAfter {
 				t.Errorf("GET: have %d %s, want 200 topic %q not_after %q", code, raw, topic, wantAfter)
 			}
-			if !strings.Contains(logger.text(), topic) {
-				t.Errorf("upload not logged with its topic: %s", logger.text())
+			if !strings.Contains(strings.Join(logger.Text(), "\n"), topic) {
+				t.Errorf("upload not logged with its topic: %s", strings.Join(logger.Text(), "\n"))
 			}
 		})
 	}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -17,38 +16,13 @@ import (
 
 	"github.com/nanomdm/nanomdm/certverify"
 	httpmdm "github.com/nanomdm/nanomdm/http/mdm"
-	"github.com/nanomdm/nanomdm/log"
+	"github.com/nanomdm/nanomdm/log/logtest"
 	"github.com/nanomdm/nanomdm/mdm"
 	"github.com/nanomdm/nanomdm/mdm/simulator"
 	"github.com/nanomdm/nanomdm/service"
 	"github.com/nanomdm/nanomdm/service/nanomdm"
 	"github.com/nanomdm/nanomdm/storage/inmem"
 )
-
-// lineLogger records log lines as text.
-type lineLogger struct {
-	mu     *sync.Mutex
-	lines  *[]string
-	fields []any
-}
-
-func newLineLogger() *lineLogger { return &lineLogger{mu: &sync.Mutex{}, lines: new([]string)} }
-
-func (l *lineLogger) Info(kv ...any)  { l.add(kv) }
-func (l *lineLogger) Debug(kv ...any) { l.add(kv) }
-func (l *lineLogger) With(kv ...any) log.Logger {
-	return &lineLogger{mu: l.mu, lines: l.lines, fields: append(append([]any{}, l.fields...), kv...)}
-}
-func (l *lineLogger) add(kv []any) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	*l.lines = append(*l.lines, fmt.Sprint(append(append([]any{}, l.fields...), kv...)...))
-}
-func (l *lineLogger) all() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]string(nil), *l.lines...)
-}
 
 func TestURL(t *testing.T) {
 	for _, tc := range []struct {
@@ -104,16 +78,16 @@ func TestNewWarnsWithoutTrailingSlash(t *testing.T) {
 		{"https://dm.example.com/api", true},
 		{"https://dm.example.com", true},
 	} {
-		logger := newLineLogger()
+		logger := &logtest.Recorder{}
 		if _, err := New(tc.base, WithLogger(logger)); err != nil {
 			t.Fatal(err)
 		}
 		warned := false
-		for _, l := range logger.all() {
+		for _, l := range logger.Text() {
 			warned = warned || strings.Contains(l, "no trailing slash")
 		}
 		if warned != tc.warn {
-			t.Errorf("New(%q): warned = %v, want %v (logs %v)", tc.base, warned, tc.warn, logger.all())
+			t.Errorf("New(%q): warned = %v, want %v (logs %v)", tc.base, warned, tc.warn, logger.Text())
 		}
 	}
 	for _, bad := range []string{"dm.example.com/api/", "ftp://dm.example.com/", "/api/", "http://%zz/"} {
@@ -362,7 +336,7 @@ func TestThroughHandlers(t *testing.T) {
 	recvKey := []byte("recv key")
 	srv := newDMServer(t)
 	srv.sigKey = recvKey
-	logs := newLineLogger()
+	logs := &logtest.Recorder{}
 	fwd, err := New(srv.URL+"/dm/", WithRecvHMACKey(recvKey))
 	if err != nil {
 		t.Fatal(err)
@@ -407,10 +381,10 @@ func TestThroughHandlers(t *testing.T) {
 		t.Errorf("bad signature: err = %v, want 500", err)
 	}
 	logged := false
-	for _, l := range logs.all() {
+	for _, l := range logs.Text() {
 		logged = logged || (strings.Contains(l, "mdm request failed") && strings.Contains(l, ErrBadSignature.Error()))
 	}
 	if !logged {
-		t.Errorf("bad signature not logged; logs: %v", logs.all())
+		t.Errorf("bad signature not logged; logs: %v", logs.Text())
 	}
 }

@@ -2,12 +2,10 @@ package webhook
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -15,59 +13,13 @@ import (
 	"github.com/nanomdm/nanomdm/certverify"
 	mdmhttp "github.com/nanomdm/nanomdm/http"
 	httpmdm "github.com/nanomdm/nanomdm/http/mdm"
-	"github.com/nanomdm/nanomdm/log"
+	"github.com/nanomdm/nanomdm/log/logtest"
 	"github.com/nanomdm/nanomdm/mdm/simulator"
 	"github.com/nanomdm/nanomdm/service/certauth"
 	"github.com/nanomdm/nanomdm/service/multi"
 	"github.com/nanomdm/nanomdm/service/nanomdm"
 	"github.com/nanomdm/nanomdm/storage/inmem"
 )
-
-// logRecorder is a log.Logger that keeps every line as text.
-type logRecorder struct {
-	lines  *[]string
-	fields []any
-}
-
-func newLogRecorder() *logRecorder { return &logRecorder{lines: new([]string)} }
-
-func (l *logRecorder) Info(kv ...any)  { l.add(kv) }
-func (l *logRecorder) Debug(kv ...any) { l.add(kv) }
-func (l *logRecorder) With(kv ...any) log.Logger {
-	f := append(append([]any{}, l.fields...), kv...)
-	return &logRecorder{lines: l.lines, fields: f}
-}
-
-// recorderMu guards every recorder's shared lines slice.
-var recorderMu sync.Mutex
-
-func (l *logRecorder) add(kv []any) {
-	all := append(append([]any{}, l.fields...), kv...)
-	var b strings.Builder
-	for i := 0; i+1 < len(all); i += 2 {
-		fmt.Fprintf(&b, "%v=%v ", all[i], all[i+1])
-	}
-	recorderMu.Lock()
-	*l.lines = append(*l.lines, strings.TrimSpace(b.String()))
-	recorderMu.Unlock()
-}
-
-// Lines returns the lines containing every one of subs.
-func (l *logRecorder) Lines(subs ...string) []string {
-	recorderMu.Lock()
-	defer recorderMu.Unlock()
-	var out []string
-	for _, line := range *l.lines {
-		ok := true
-		for _, s := range subs {
-			ok = ok && strings.Contains(line, s)
-		}
-		if ok {
-			out = append(out, line)
-		}
-	}
-	return out
-}
 
 // delivery is one request the receiver got.
 type delivery struct {
@@ -145,13 +97,13 @@ type harness struct {
 	store  *inmem.Storage
 	ca     *simulator.CA
 	hook   *Webhook
-	logs   *logRecorder
+	logs   *logtest.Recorder
 	client *http.Client
 }
 
 func newHarness(t *testing.T, hookURL string, opts ...Option) *harness {
 	t.Helper()
-	h := &harness{store: inmem.New(), logs: newLogRecorder()}
+	h := &harness{store: inmem.New(), logs: &logtest.Recorder{}}
 	var err error
 	if h.ca, err = simulator.NewCA("webhook test CA"); err != nil {
 		t.Fatal(err)

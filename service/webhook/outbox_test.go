@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nanomdm/nanomdm/log"
+	"github.com/nanomdm/nanomdm/log/logtest"
 	"github.com/nanomdm/nanomdm/storage"
 	"github.com/nanomdm/nanomdm/storage/inmem"
 )
@@ -246,7 +247,7 @@ func TestOutboxMaxAge(t *testing.T) {
 		t.Fatal(err)
 	}
 	var expired atomic.Int32
-	logs := newLogRecorder()
+	logs := &logtest.Recorder{}
 	w := New(rc.srv.URL, store, WithMaxAge(time.Hour), WithRetries(0), WithLogger(logs), withTrimInterval(10*time.Millisecond),
 		WithObserver(ObserverFunc(func(o Outcome) {
 			if o == DroppedExpired {
@@ -261,8 +262,8 @@ func TestOutboxMaxAge(t *testing.T) {
 	if n := expired.Load(); n != 1 {
 		t.Errorf("expired outcomes: have %d, want 1", n)
 	}
-	if len(logs.Lines("msg=webhook events dropped", "reason=expired", "count=1")) != 1 {
-		t.Errorf("want one drop log, have %v", logs.Lines())
+	if len(logs.Text("msg=webhook events dropped", "reason=expired", "count=1")) != 1 {
+		t.Errorf("want one drop log, have %v", logs.Text())
 	}
 	if st, _ := store.OutboxStats(context.Background()); st.Depth != 0 {
 		t.Errorf("outbox: %d events, want 0", st.Depth)

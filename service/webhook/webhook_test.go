@@ -17,6 +17,7 @@ import (
 	"github.com/groob/plist"
 
 	"github.com/nanomdm/nanomdm/log"
+	"github.com/nanomdm/nanomdm/log/logtest"
 	"github.com/nanomdm/nanomdm/mdm"
 	"github.com/nanomdm/nanomdm/mdm/simulator"
 	"github.com/nanomdm/nanomdm/storage/inmem"
@@ -86,7 +87,7 @@ func TestDeviceLife(t *testing.T) {
 	if len(deliveries) != len(want) {
 		t.Fatalf("have %d events, want %d", len(deliveries), len(want))
 	}
-	traceIDs := h.logs.Lines("handler=log", "path=/mdm")
+	traceIDs := h.logs.Text("handler=log", "path=/mdm")
 	if len(traceIDs) != len(want) {
 		t.Fatalf("have %d request log lines, want %d", len(traceIDs), len(want))
 	}
@@ -366,7 +367,7 @@ func TestRetries(t *testing.T) {
 				}
 				return tc.statuses[len(tc.statuses)-1]
 			})
-			logs := newLogRecorder()
+			logs := &logtest.Recorder{}
 			w := New(rc.srv.URL, inmem.New(), WithRetries(tc.retries), WithBackoff(time.Millisecond), WithLogger(logs))
 			r, res := idleRequest(t, "RETRY-1")
 			if _, err := w.CommandAndReportResults(r, res); err != nil {
@@ -378,12 +379,12 @@ func TestRetries(t *testing.T) {
 			if hits := rc.Hits(); hits != tc.wantHits {
 				t.Errorf("endpoint hit %d times, want %d", hits, tc.wantHits)
 			}
-			failures := logs.Lines("msg=webhook delivery failed", "topic=mdm.Connect", "id=RETRY-1")
+			failures := logs.Text("msg=webhook delivery failed", "topic=mdm.Connect", "id=RETRY-1")
 			switch {
 			case tc.wantOK && len(failures) > 0:
 				t.Errorf("want success, have failure logs %v", failures)
-			case !tc.wantOK && len(logs.Lines("msg=webhook delivery failed", "topic=mdm.Connect", "id=RETRY-1", tc.wantInLog)) != 1:
-				t.Errorf("want one failure log with topic, id and %q, have %v", tc.wantInLog, logs.Lines())
+			case !tc.wantOK && len(logs.Text("msg=webhook delivery failed", "topic=mdm.Connect", "id=RETRY-1", tc.wantInLog)) != 1:
+				t.Errorf("want one failure log with topic, id and %q, have %v", tc.wantInLog, logs.Text())
 			}
 		})
 	}
@@ -497,10 +498,10 @@ func TestStallingEndpoint(t *testing.T) {
 	slowest := deviceTraffic(t, h, 10, 5, 2*time.Second)
 	t.Logf("slowest device answer with a stalled webhook: %v", slowest)
 	deadline := time.Now().Add(5 * time.Second)
-	for len(h.logs.Lines("msg=webhook events dropped", "reason=queue_full")) == 0 && time.Now().Before(deadline) {
+	for len(h.logs.Text("msg=webhook events dropped", "reason=queue_full")) == 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if len(h.logs.Lines("msg=webhook events dropped", "reason=queue_full", "count=")) == 0 {
+	if len(h.logs.Text("msg=webhook events dropped", "reason=queue_full", "count=")) == 0 {
 		t.Error("no dropped-event log, want the outbox bound reported")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
@@ -541,7 +542,7 @@ func TestRefusingEndpoint(t *testing.T) {
 	if err := h.hook.Close(ctx); err != nil {
 		t.Errorf("Close: %v", err)
 	}
-	failures := h.logs.Lines("msg=webhook delivery failed", "attempts=3", "topic=mdm.", "id=")
+	failures := h.logs.Text("msg=webhook delivery failed", "attempts=3", "topic=mdm.", "id=")
 	if len(failures) == 0 || len(failures) >= 10*(2+5) {
 		t.Errorf("have %d delivery failure logs with topic, id and attempts=3, want some, fewer than the 70 events", len(failures))
 	}

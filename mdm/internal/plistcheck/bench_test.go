@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/groob/plist"
+	"github.com/nanomdm/nanomdm/internal/fixture"
 )
 
 // benchCapture is the largest real capture.
@@ -11,7 +12,7 @@ const benchCapture = "TokenUpdate.1.plist"
 
 func benchInputs(b *testing.B) (xmlData, binData []byte) {
 	b.Helper()
-	xmlData = readCapture(b, benchCapture)
+	xmlData = fixture.Read(b, benchCapture)
 	var m map[string]any
 	if err := plist.Unmarshal(xmlData, &m); err != nil {
 		b.Fatalf("decoding capture: %v", err)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/groob/plist"
+	"github.com/nanomdm/nanomdm/internal/fixture"
 )
 
 // fuzzSeeds are the real captures, their binary encodings, and a spread of
@@ -16,7 +17,7 @@ func fuzzSeeds(tb testing.TB) [][]byte {
 	tb.Helper()
 	var seeds [][]byte
 	for _, name := range captures {
-		data := readCapture(tb, name)
+		data := fixture.Read(tb, name)
 		seeds = append(seeds, data)
 		var m map[string]any
 		if err := plist.Unmarshal(data, &m); err != nil {

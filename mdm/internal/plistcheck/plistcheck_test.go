@@ -2,14 +2,13 @@ package plistcheck
 
 import (
 	"errors"
-	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/groob/plist"
+	"github.com/nanomdm/nanomdm/internal/fixture"
 )
 
 // captures are real device request bodies.
@@ -20,15 +19,6 @@ var captures = []string{
 	"TokenUpdate.1.plist",
 	"TokenUpdate.2.plist",
 	"idle-report.body.plist",
-}
-
-func readCapture(tb testing.TB, name string) []byte {
-	tb.Helper()
-	data, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		tb.Fatalf("reading capture: %v", err)
-	}
-	return data
 }
 
 // decodeResult is what groob/plist made of an input.
@@ -105,7 +95,7 @@ func sentinel(tb testing.TB, err error) error {
 func TestCaptures(t *testing.T) {
 	for _, name := range captures {
 		t.Run(name, func(t *testing.T) {
-			data := readCapture(t, name)
+			data := fixture.Read(t, name)
 			if err := Check(data, DefaultLimits); err != nil {
 				t.Fatalf("Check: have %v, want nil", err)
 			}
@@ -128,7 +118,7 @@ func TestCapturesBinary(t *testing.T) {
 	for _, name := range captures {
 		t.Run(name, func(t *testing.T) {
 			var want map[string]any
-			if err := plist.Unmarshal(readCapture(t, name), &want); err != nil {
+			if err := plist.Unmarshal(fixture.Read(t, name), &want); err != nil {
 				t.Fatalf("decoding XML capture: %v", err)
 			}
 			bin := encodeBinary(want)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/groob/plist"
+	"github.com/nanomdm/nanomdm/internal/fixture"
 )
 
 // scanResult is what ScanSimpleXML reported: root-dict kinds and, for
@@ -98,7 +99,7 @@ func doc(body string) []byte { return []byte(header + body + "\n</plist>\n") }
 func TestScanSimpleXMLCaptures(t *testing.T) {
 	for _, name := range captures {
 		t.Run(name, func(t *testing.T) {
-			data := readCapture(t, name)
+			data := fixture.Read(t, name)
 			r, ok := scan(data, DefaultLimits)
 			if !ok {
 				t.Fatalf("ScanSimpleXML refused a real capture")
@@ -239,7 +240,7 @@ func TestScanSimpleXML(t *testing.T) {
 // kinds and strings.
 func FuzzScanSimpleXML(f *testing.F) {
 	for _, name := range captures {
-		f.Add(readCapture(f, name))
+		f.Add(fixture.Read(f, name))
 	}
 	for _, body := range []string{
 		`<dict><key>a&amp;b</key><string>&lt;x&gt;</string><key>n</key><array><integer>-1</integer><real>1.5</real><date>2020-01-01T00:00:00Z</date><data>AAEC</data><true/><false/></array></dict>`,
@@ -258,7 +259,7 @@ func FuzzScanSimpleXML(f *testing.F) {
 }
 
 func BenchmarkScanSimpleXML(b *testing.B) {
-	data := readCapture(b, benchCapture)
+	data := fixture.Read(b, benchCapture)
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
 	for b.Loop() {
