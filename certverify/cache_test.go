@@ -14,6 +14,7 @@ import (
 // which the leaf and its CA are both valid, after the leaf expires,
 // before the CA's validity starts, and after an entry was evicted.
 func TestPoolVerifierCache(t *testing.T) {
+	t.Parallel()
 	root := newCA(t, "root", newECKey(t), nil, nil)
 	leaf := newLeaf(t, root, leafOpts{})
 	other := newLeaf(t, root, leafOpts{})

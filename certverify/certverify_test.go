@@ -131,6 +131,7 @@ func pemOf(certs ...*x509.Certificate) []byte {
 }
 
 func TestPoolVerifierVerify(t *testing.T) {
+	t.Parallel()
 	root := newCA(t, "root", newECKey(t), nil, nil)
 	rsaRoot := newCA(t, "rsa root", newRSAKey(t), nil, nil)
 	intermediate := newCA(t, "intermediate", newECKey(t), root, nil)
@@ -209,6 +210,7 @@ func TestPoolVerifierVerify(t *testing.T) {
 }
 
 func TestPoolVerifierDefaultClock(t *testing.T) {
+	t.Parallel()
 	root := newCA(t, "root", newECKey(t), nil, nil)
 	now := time.Now()
 	current := newLeaf(t, root, leafOpts{notBefore: now.Add(-time.Hour), notAfter: now.Add(time.Hour)})
@@ -226,6 +228,7 @@ func TestPoolVerifierDefaultClock(t *testing.T) {
 }
 
 func TestNewPoolVerifier(t *testing.T) {
+	t.Parallel()
 	root := newCA(t, "root", newECKey(t), nil, nil)
 	intermediate := newCA(t, "intermediate", newECKey(t), root, nil)
 	keyPEM, err := cryptoutil.PEMPrivateKey(root.key)

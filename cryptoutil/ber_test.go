@@ -6,6 +6,7 @@ import (
 )
 
 func TestCheckBER(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		data    []byte

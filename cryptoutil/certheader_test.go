@@ -10,6 +10,7 @@ import (
 )
 
 func TestParseCertHeader(t *testing.T) {
+	t.Parallel()
 	capture, err := VerifyMdmSignature(string(fixture.Read(t, idleReportHeaderFile)), fixture.Read(t, idleReportBodyFile))
 	if err != nil {
 		t.Fatalf("reading certificate from capture: %v", err)
@@ -69,6 +70,7 @@ func lowerEscapes(s string) string {
 }
 
 func TestCertHeaderEncoders(t *testing.T) {
+	t.Parallel()
 	cert := newCurrentIdentity(t, newECKey(t))
 	tests := []struct {
 		name    string
@@ -99,6 +101,7 @@ func TestCertHeaderEncoders(t *testing.T) {
 }
 
 func TestParseCertHeaderErrors(t *testing.T) {
+	t.Parallel()
 	cert := newCurrentIdentity(t, newECKey(t))
 	good := EncodeCertHeaderRFC9440(cert)
 	pemText := string(PEMCertificate(cert.Raw))

@@ -14,6 +14,7 @@ import (
 )
 
 func TestCertHash(t *testing.T) {
+	t.Parallel()
 	cert, err := VerifyMdmSignature(string(fixture.Read(t, idleReportHeaderFile)), fixture.Read(t, idleReportBodyFile))
 	if err != nil {
 		t.Fatalf("verifying capture: %v", err)
@@ -24,6 +25,7 @@ func TestCertHash(t *testing.T) {
 }
 
 func TestParseCertificatesPEM(t *testing.T) {
+	t.Parallel()
 	certA := newCurrentIdentity(t, newECKey(t))
 	certB := newCurrentIdentity(t, newECKey(t))
 	keyPEM, err := PEMPrivateKey(newECKey(t))
@@ -65,6 +67,7 @@ func TestParseCertificatesPEM(t *testing.T) {
 }
 
 func TestPEMPrivateKey(t *testing.T) {
+	t.Parallel()
 	_, edKey, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatalf("generating ed25519 key: %v", err)

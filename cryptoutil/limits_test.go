@@ -89,6 +89,7 @@ func berDepth(t *testing.T, der []byte) int {
 // at the nesting bound, and one level deeper: the first verifies, the
 // second is refused before the CMS parser sees it.
 func TestBERDepthBound(t *testing.T) {
+	t.Parallel()
 	body := []byte("body")
 	// With 20 levels the attribute is the deepest part of the message (a
 	// certificate nests about ten deep), which gives the depth at which the
@@ -135,6 +136,7 @@ func signatureOfSize(t *testing.T, s signer, body []byte, n int) []byte {
 // exactly MaxMdmSignatureSize long verifies; a longer one is refused
 // without being decoded.
 func TestMdmSignatureSizeBound(t *testing.T) {
+	t.Parallel()
 	body := []byte("body")
 	if MaxMdmSignatureSize%4 != 0 {
 		t.Fatalf("MaxMdmSignatureSize %d is not a whole number of base64 groups", MaxMdmSignatureSize)
@@ -162,6 +164,7 @@ func TestMdmSignatureSizeBound(t *testing.T) {
 // long (text before the BEGIN line is ignored, so it pads) is parsed; one
 // byte longer is refused.
 func TestCertHeaderSizeBound(t *testing.T) {
+	t.Parallel()
 	cert := newCurrentIdentity(t, newECKey(t))
 	enc := EncodeCertHeaderEscapedPEM(cert)
 	at := strings.Repeat("x", MaxCertHeaderSize-len(enc)) + enc

@@ -16,6 +16,7 @@ import (
 )
 
 func TestVerifyMdmSignatureCapture(t *testing.T) {
+	t.Parallel()
 	header := string(fixture.Read(t, idleReportHeaderFile))
 	body := fixture.Read(t, idleReportBodyFile)
 	trimmed := strings.TrimSpace(header)
@@ -59,6 +60,7 @@ func TestVerifyMdmSignatureCapture(t *testing.T) {
 // The BER capture signs a body we do not have, so it must parse, name its
 // signer, and then fail only the signature check.
 func TestVerifyMdmSignatureBERCapture(t *testing.T) {
+	t.Parallel()
 	header := string(fixture.Read(t, berCaptureHeaderFile))
 	der, err := decodeBase64(strings.TrimSpace(header))
 	if err != nil {
@@ -92,6 +94,7 @@ func TestVerifyMdmSignatureBERCapture(t *testing.T) {
 }
 
 func TestSignVerifyRoundTrip(t *testing.T) {
+	t.Parallel()
 	rsaKey, ecKey := newRSAKey(t), newECKey(t)
 	body := fixture.Read(t, idleReportBodyFile)
 
@@ -150,6 +153,7 @@ func TestSignVerifyRoundTrip(t *testing.T) {
 // A signing-time attribute outside the signer's validity period is the
 // device's business; validity is checked by certverify at the server's time.
 func TestVerifyMdmSignatureIgnoresSigningTime(t *testing.T) {
+	t.Parallel()
 	key := newECKey(t)
 	now := time.Now()
 	body := []byte("<plist/>")
@@ -183,6 +187,7 @@ func TestVerifyMdmSignatureIgnoresSigningTime(t *testing.T) {
 }
 
 func TestVerifyMdmSignatureErrors(t *testing.T) {
+	t.Parallel()
 	body := fixture.Read(t, idleReportBodyFile)
 	capture, err := decodeBase64(strings.TrimSpace(string(fixture.Read(t, idleReportHeaderFile))))
 	if err != nil {
@@ -243,6 +248,7 @@ func TestVerifyMdmSignatureErrors(t *testing.T) {
 }
 
 func TestVerifyMdmSignatureTwoSigners(t *testing.T) {
+	t.Parallel()
 	body := []byte("<plist/>")
 	keyA, keyB := newECKey(t), newECKey(t)
 	sd, err := pkcs7.NewSignedData(body)
@@ -265,6 +271,7 @@ func TestVerifyMdmSignatureTwoSigners(t *testing.T) {
 }
 
 func TestSignMdmSignatureMissingInputs(t *testing.T) {
+	t.Parallel()
 	key := newECKey(t)
 	cert := newCurrentIdentity(t, key)
 	if _, err := SignMdmSignature(nil, nil, key); err == nil {

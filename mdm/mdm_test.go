@@ -11,6 +11,7 @@ import (
 )
 
 func TestDecodeCheckinCaptures(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		file   string
 		check  func(t *testing.T, msg any)
@@ -75,6 +76,7 @@ func TestDecodeCheckinCaptures(t *testing.T) {
 }
 
 func TestDecodeCommandResultsCaptures(t *testing.T) {
+	t.Parallel()
 	raw := fixture.Read(t, "DeviceInformation.1.plist")
 	r, err := DecodeCommandResults(raw)
 	if err != nil {
@@ -106,6 +108,7 @@ func plistDict(kv ...string) []byte {
 }
 
 func TestDecodeErrors(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name    string
 		raw     []byte
@@ -134,6 +137,7 @@ func TestDecodeErrors(t *testing.T) {
 }
 
 func TestDecodeCommand(t *testing.T) {
+	t.Parallel()
 	cmd, err := NewCommand("abc-123", "DeviceInformation", map[string]any{"Queries": []string{"UDID"}})
 	if err != nil {
 		t.Fatal(err)
@@ -164,6 +168,7 @@ func TestDecodeCommand(t *testing.T) {
 }
 
 func TestResolveEnrollID(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name   string
 		e      Enrollment
@@ -205,6 +210,7 @@ func TestResolveEnrollID(t *testing.T) {
 }
 
 func TestEnrollTypeNames(t *testing.T) {
+	t.Parallel()
 	for _, typ := range []EnrollType{Device, User, UserEnrollmentDevice, UserEnrollment, SharediPad} {
 		back, ok := ParseEnrollType(typ.String())
 		if !ok || back != typ {

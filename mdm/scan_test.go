@@ -59,6 +59,7 @@ func report(body string) []byte {
 }
 
 func TestScanCommandResults(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		raw  []byte
@@ -97,6 +98,7 @@ func TestScanCommandResults(t *testing.T) {
 }
 
 func TestScanMessageType(t *testing.T) {
+	t.Parallel()
 	for _, name := range []string{"Authenticate.1.plist", "Authenticate.2.plist", "TokenUpdate.1.plist", "TokenUpdate.2.plist"} {
 		t.Run(name, func(t *testing.T) {
 			if !agreeMessageType(t, fixture.Read(t, name)) {

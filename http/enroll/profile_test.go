@@ -89,6 +89,7 @@ func readProfile(t *testing.T, path string) map[string]map[string]any {
 // payload schemas are not among the files we have; the check-in and
 // command schemas the server speaks are checked in docs/.
 func TestProfileMatchesExamples(t *testing.T) {
+	t.Parallel()
 	cfg := scepConfig()
 	cfg.CheckInURL = "https://mdm.example.com/checkin"
 	cfg.Topic = "com.apple.mgmt.External.test"
@@ -155,6 +156,7 @@ func TestProfileMatchesExamples(t *testing.T) {
 // TestProfilePerDownload: every download has fresh PayloadUUIDs and its
 // own one-time challenge, and the same PayloadIdentifiers.
 func TestProfilePerDownload(t *testing.T) {
+	t.Parallel()
 	h, err := enroll.Handler(scepConfig(), enroll.WithChallenges(&counter{}), enroll.WithTopics(topics{"com.apple.mgmt.External.stored"}))
 	if err != nil {
 		t.Fatal(err)
@@ -195,6 +197,7 @@ func TestProfilePerDownload(t *testing.T) {
 }
 
 func TestProfileTopicAndToken(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name   string
 		topics topics
@@ -222,6 +225,7 @@ func TestProfileTopicAndToken(t *testing.T) {
 // TestProfileACMEAndRoot: the ACME identity payload and the root CA
 // payload, in a signed profile.
 func TestProfileACMEAndRoot(t *testing.T) {
+	t.Parallel()
 	ca, err := simulator.NewCA("root")
 	if err != nil {
 		t.Fatal(err)
@@ -269,6 +273,7 @@ func TestProfileACMEAndRoot(t *testing.T) {
 }
 
 func TestHandlerRefusesConfig(t *testing.T) {
+	t.Parallel()
 	both := scepConfig()
 	both.ACME = &enroll.ACME{DirectoryURL: "https://acme.example.com"}
 	for name, tc := range map[string]struct {

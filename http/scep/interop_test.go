@@ -26,6 +26,7 @@ import (
 // by github.com/smallstep/scep on both sides: no SCEP client with a
 // message layer of its own is served by the Go module proxy.
 func TestInteropMicroMDMClient(t *testing.T) {
+	t.Parallel()
 	ca, _ := newCA(t)
 	challenges := scep.NewChallenges("", inmem.New(), time.Minute)
 	srv := httptest.NewServer(scep.Handler(ca, challenges))

@@ -153,6 +153,7 @@ func certRep(t *testing.T, ca *x509.Certificate, body []byte) *smallscep.PKIMess
 }
 
 func TestGetCACertAndCaps(t *testing.T) {
+	t.Parallel()
 	srv, _, sim, _ := newServer(t)
 	resp, err := http.Get(srv.URL + "?operation=GetCACert")
 	if err != nil {
@@ -178,6 +179,7 @@ func TestGetCACertAndCaps(t *testing.T) {
 
 // TestPKIOperation covers the answers to good and bad requests.
 func TestPKIOperation(t *testing.T) {
+	t.Parallel()
 	srv, challenges, sim, obs := newServer(t)
 	other, err := simulator.NewCAWithKey("another CA", rsaKey())
 	if err != nil {
@@ -262,6 +264,7 @@ func TestPKIOperation(t *testing.T) {
 
 // TestIssue checks what the CA puts in a certificate.
 func TestIssue(t *testing.T) {
+	t.Parallel()
 	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 	ca, sim := newCA(t, scep.WithCertDays(30), scep.WithCAClock(func() time.Time { return now }))
 	csrDER, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "dev", Organization: []string{"Org"}}}, rsaKey())
@@ -287,6 +290,7 @@ func TestIssue(t *testing.T) {
 }
 
 func TestNewCARefuses(t *testing.T) {
+	t.Parallel()
 	ec, err := simulator.NewCA("EC CA")
 	if err != nil {
 		t.Fatal(err)

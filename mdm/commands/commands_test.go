@@ -160,6 +160,7 @@ func decode(t *testing.T, cmd *mdm.Command) map[string]any {
 // (where allowed) and with all of them, and checks the plist against
 // Apple's schema for its RequestType.
 func TestTemplatesMatchSchemas(t *testing.T) {
+	t.Parallel()
 	schemas := loadSchemas(t)
 	for _, tmpl := range commands.Templates() {
 		cases := map[string]map[string]string{"all": fullParams(tmpl)}
@@ -209,6 +210,7 @@ func anyRequired(t commands.Template) bool {
 
 // TestBuild checks the Command dictionary of chosen templates and values.
 func TestBuild(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name   string
 		tmpl   string
@@ -272,6 +274,7 @@ func toAny(ss []string) []any {
 // TestBuildUUID checks that a command without a given UUID gets a fresh
 // one each time.
 func TestBuildUUID(t *testing.T) {
+	t.Parallel()
 	a, err := commands.Build("ProfileList", "", nil)
 	if err != nil {
 		t.Fatalf("Build: %v", err)
@@ -292,6 +295,7 @@ func TestBuildUUID(t *testing.T) {
 // TestBuildErrors checks that mistakes are refused with a sentinel and a
 // message naming what is wrong.
 func TestBuildErrors(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name, tmpl, uuid string
 		params           map[string]string
@@ -325,6 +329,7 @@ func TestBuildErrors(t *testing.T) {
 // TestLookup checks that every listed template is found by name and that
 // parameter descriptions are complete.
 func TestLookup(t *testing.T) {
+	t.Parallel()
 	for _, tmpl := range commands.Templates() {
 		got, ok := commands.Lookup(tmpl.Name)
 		if !ok || got.Name != tmpl.Name {

@@ -199,6 +199,7 @@ func wantHashes(t *testing.T, s *fakeStore, id string, cs ...*x509.Certificate) 
 }
 
 func TestAuthenticate(t *testing.T) {
+	t.Parallel()
 	cs := certs(t, 4)
 	certA, certB, renewedA, fresh := cs[0], cs[1], cs[2], cs[3]
 	store, next := newFakeStore(), &recorder{}
@@ -239,6 +240,7 @@ func TestAuthenticate(t *testing.T) {
 }
 
 func TestRequests(t *testing.T) {
+	t.Parallel()
 	cs := certs(t, 4)
 	certA, certB, unused, migratedCert := cs[0], cs[1], cs[2], cs[3]
 	for _, retro := range []bool{false, true} {
@@ -297,6 +299,7 @@ func TestRequests(t *testing.T) {
 }
 
 func TestRetroactive(t *testing.T) {
+	t.Parallel()
 	cs := certs(t, 4)
 	certB, first, second, third := cs[0], cs[1], cs[2], cs[3]
 	store, next := newFakeStore(), &recorder{}
@@ -334,6 +337,7 @@ func TestRetroactive(t *testing.T) {
 }
 
 func TestStoreErrors(t *testing.T) {
+	t.Parallel()
 	cert := certs(t, 1)[0]
 	boom := errors.New("storage down")
 	store, next := newFakeStore(), &recorder{}
@@ -356,6 +360,7 @@ func TestStoreErrors(t *testing.T) {
 // for many devices at once: exactly one may win it (the storage decides,
 // as AssociateCertHash is atomic), the others are refused ErrCertReused.
 func TestConcurrentAuthenticate(t *testing.T) {
+	t.Parallel()
 	const devices = 16
 	for round, cert := range certs(t, 10) {
 		store := newFakeStore()
@@ -397,6 +402,7 @@ func TestConcurrentAuthenticate(t *testing.T) {
 // what AdmitCert admits is never something check would have refused for
 // the same reason.
 func TestAdmitCert(t *testing.T) {
+	t.Parallel()
 	cs := certs(t, 2)
 	bound, unbound := cs[0], cs[1]
 	store := newFakeStore()

@@ -25,6 +25,7 @@ import (
 )
 
 func TestURL(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		base, endpoint, want string // want "" = refused
 	}{
@@ -69,6 +70,7 @@ func TestURL(t *testing.T) {
 }
 
 func TestNewWarnsWithoutTrailingSlash(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		base string
 		warn bool
@@ -173,6 +175,7 @@ func dmRequest() *mdm.Request {
 }
 
 func TestForward(t *testing.T) {
+	t.Parallel()
 	sendKey, recvKey := []byte("send key"), []byte("recv key")
 	for _, tc := range []struct {
 		name       string
@@ -265,6 +268,7 @@ func TestForward(t *testing.T) {
 // TestEnrollmentHeaders checks the headers that tell the DM server which
 // channel asks: the ID and type always, the parent only for user channels.
 func TestEnrollmentHeaders(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name       string
 		id         *mdm.EnrollID
@@ -302,6 +306,7 @@ func TestEnrollmentHeaders(t *testing.T) {
 }
 
 func TestAnswerTooLarge(t *testing.T) {
+	t.Parallel()
 	srv := newDMServer(t)
 	srv.body = bytes.Repeat([]byte("x"), 101)
 	f, err := New(srv.URL+"/", WithBodyLimit(100))
@@ -314,6 +319,7 @@ func TestAnswerTooLarge(t *testing.T) {
 }
 
 func TestBadEndpointIsBadRequest(t *testing.T) {
+	t.Parallel()
 	srv := newDMServer(t)
 	f, _ := New(srv.URL + "/dm/")
 	_, err := f.DeclarativeManagement(dmRequest(), dmMessage("../admin", nil))
@@ -333,6 +339,7 @@ func TestBadEndpointIsBadRequest(t *testing.T) {
 // gets the DM server's answer, its non-200 status and body as they are,
 // and 500 when the answer's signature does not verify (logged).
 func TestThroughHandlers(t *testing.T) {
+	t.Parallel()
 	recvKey := []byte("recv key")
 	srv := newDMServer(t)
 	srv.sigKey = recvKey

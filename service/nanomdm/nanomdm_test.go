@@ -114,6 +114,7 @@ func userAuthenticate(c *simulator.Channel, digest string) ([]byte, error) {
 }
 
 func TestUserAuthenticate(t *testing.T) {
+	t.Parallel()
 	const digest = `Digest username="alice", realm="mdm"`
 	for _, tc := range []struct {
 		name       string
@@ -181,6 +182,7 @@ func getBootstrapToken(t *testing.T, c *simulator.Channel) []byte {
 }
 
 func TestBootstrapToken(t *testing.T) {
+	t.Parallel()
 	store := newRecordingStore()
 	d := serve(t, store)
 	if have := getBootstrapToken(t, d.Channel); have != nil {
@@ -224,6 +226,7 @@ func (s tokenService) GetToken(_ *mdm.Request, m *mdm.GetToken) (*mdm.GetTokenRe
 }
 
 func TestGetToken(t *testing.T) {
+	t.Parallel()
 	store := newRecordingStore()
 	d := serve(t, store,
 		nanomdm.WithGetToken("com.apple.maid", tokenService{name: "maid"}),

@@ -115,6 +115,7 @@ func runCheckCases(t *testing.T, cases []checkCase) {
 }
 
 func TestBinaryHostile(t *testing.T) {
+	t.Parallel()
 	def := DefaultLimits
 	base := smallDict() // 5 objects: "a", "n", "b", 1, the dict (root 4)
 	var cases []checkCase
@@ -311,6 +312,7 @@ func TestBinaryHostile(t *testing.T) {
 // each input here panics it (recoverably; cycles, which overflow the stack
 // fatally, cannot be shown this way).
 func TestGroobHazards(t *testing.T) {
+	t.Parallel()
 	base := smallDict()
 	var refEqN builder
 	refEqNData := refEqN.bytes(refEqN.array(1))

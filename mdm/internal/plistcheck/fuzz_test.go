@@ -109,6 +109,7 @@ func FuzzCheck(f *testing.F) {
 // DefaultLimits and holds groob/plist to the same time and allocation
 // bounds as FuzzCheck.
 func TestWorstAccepted(t *testing.T) {
+	t.Parallel()
 	big := strings.Repeat("A", 64<<10)
 	for _, tc := range []struct {
 		name string

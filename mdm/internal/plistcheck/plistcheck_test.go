@@ -93,6 +93,7 @@ func sentinel(tb testing.TB, err error) error {
 }
 
 func TestCaptures(t *testing.T) {
+	t.Parallel()
 	for _, name := range captures {
 		t.Run(name, func(t *testing.T) {
 			data := fixture.Read(t, name)
@@ -115,6 +116,7 @@ func TestCaptures(t *testing.T) {
 // TestCapturesBinary re-encodes each capture as a binary plist and checks
 // that it passes Check and decodes back to the same value.
 func TestCapturesBinary(t *testing.T) {
+	t.Parallel()
 	for _, name := range captures {
 		t.Run(name, func(t *testing.T) {
 			var want map[string]any
@@ -137,6 +139,7 @@ func TestCapturesBinary(t *testing.T) {
 }
 
 func TestBinaryRoundTrip(t *testing.T) {
+	t.Parallel()
 	want := map[string]any{
 		"ascii":     "hello",
 		"long":      strings.Repeat("x", 300), // extended count, 2 bytes
@@ -174,6 +177,7 @@ func TestBinaryRoundTrip(t *testing.T) {
 }
 
 func TestLimitsDefaults(t *testing.T) {
+	t.Parallel()
 	// Zero limits mean the defaults: 32 nested arrays pass, 33 do not.
 	for _, tc := range []struct {
 		depth int

@@ -97,6 +97,7 @@ const header = `<?xml version="1.0" encoding="UTF-8"?>
 func doc(body string) []byte { return []byte(header + body + "\n</plist>\n") }
 
 func TestScanSimpleXMLCaptures(t *testing.T) {
+	t.Parallel()
 	for _, name := range captures {
 		t.Run(name, func(t *testing.T) {
 			data := fixture.Read(t, name)
@@ -110,6 +111,7 @@ func TestScanSimpleXMLCaptures(t *testing.T) {
 }
 
 func TestScanSimpleXML(t *testing.T) {
+	t.Parallel()
 	accepted := []struct {
 		name string
 		data []byte

@@ -43,6 +43,7 @@ func wrap(body string) []byte {
 }
 
 func TestXMLHostile(t *testing.T) {
+	t.Parallel()
 	def := DefaultLimits
 	cases := []checkCase{
 		{"depth 32 (max)", nestedArraysXML(32, true), def, nil},
