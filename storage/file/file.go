@@ -266,8 +266,8 @@ func (s *Storage) safeName(sub, name string) (string, error) {
 }
 
 // writeFile atomically replaces path with data.
-func (s *Storage) writeFile(path string, data []byte) error {
-	tmp, err := s.writeTemp(path, data)
+func (s *Storage) writeFile(path string, data ...[]byte) error {
+	tmp, err := s.writeTemp(path, data...)
 	if err != nil {
 		return err
 	}
@@ -292,14 +292,18 @@ func (s *Storage) createFile(path string, data []byte) error {
 	return s.syncDir(filepath.Dir(path))
 }
 
-// writeTemp writes data to a new temporary file beside path and returns
-// its name.
-func (s *Storage) writeTemp(path string, data []byte) (string, error) {
+// writeTemp writes data, its parts one after the other, to a new
+// temporary file beside path and returns its name.
+func (s *Storage) writeTemp(path string, data ...[]byte) (string, error) {
 	f, err := os.CreateTemp(filepath.Dir(path), tempPrefix+"*")
 	if err != nil {
 		return "", err
 	}
-	_, err = f.Write(data)
+	for _, part := range data {
+		if _, err = f.Write(part); err != nil {
+			break
+		}
+	}
 	if err == nil && s.sync {
 		err = f.Sync()
 	}

@@ -21,8 +21,9 @@ import (
 //
 //	kind ('F' final, 'N' NotNow) | CommandUUID length (1 byte) | CommandUUID | raw report
 //
-// A record is appended with one write, so a killed process leaves whole
-// records; a crash of the machine may leave a torn one at the end. The
+// A record is appended with one write (two for a large report, see
+// copyRecordUpTo), so a killed process leaves whole records, or a torn one
+// at the end, as a crash of the machine may. The
 // scanner skips a record whose length or checksum does not hold and looks
 // for the next magic, so a torn tail (and a damaged record in the middle)
 // is ignored and the records after it are kept, including those appended
@@ -58,6 +59,13 @@ type resultRecord struct {
 
 // appendRecord appends the encoding of one record to b.
 func appendRecord(b []byte, kind byte, uuid string, raw []byte) []byte {
+	return append(appendRecordHead(b, kind, uuid, raw), raw...)
+}
+
+// appendRecordHead appends the encoding of one record up to its raw
+// report (which follows it) to b, so that a large report is written
+// without being copied.
+func appendRecordHead(b []byte, kind byte, uuid string, raw []byte) []byte {
 	bodyLen := 2 + len(uuid) + len(raw)
 	b = append(b, recordMagic...)
 	b = binary.BigEndian.AppendUint32(b, uint32(bodyLen))
@@ -66,8 +74,8 @@ func appendRecord(b []byte, kind byte, uuid string, raw []byte) []byte {
 	body := len(b)
 	b = append(b, kind, byte(len(uuid)))
 	b = append(b, uuid...)
-	b = append(b, raw...)
-	binary.BigEndian.PutUint32(b[crcAt:], crc32.Checksum(b[body:], castagnoli))
+	crc := crc32.Update(crc32.Checksum(b[body:], castagnoli), castagnoli, raw)
+	binary.BigEndian.PutUint32(b[crcAt:], crc)
 	return b
 }
 
@@ -121,6 +129,12 @@ func parseRecord(b []byte, off int) (resultRecord, bool) {
 	}, true
 }
 
+// copyRecordUpTo is the size of a report up to which a record is built
+// in one buffer and appended with one write; a larger report is written
+// from where it is, after its record's head (a second write), so that
+// storing it takes no memory beside the report itself.
+const copyRecordUpTo = 64 << 10
+
 // appendResult appends a report of command uuid to the result log of c
 // and compacts the log when it has grown past the limit. The caller holds
 // the device's lock.
@@ -128,18 +142,33 @@ func (s *Storage) appendResult(c channel, kind byte, uuid string, raw []byte) er
 	if len(uuid) == 0 || len(uuid) > 255 {
 		return fmt.Errorf("command UUID of %d bytes", len(uuid))
 	}
+	head := appendRecordHead(nil, kind, uuid, raw)
+	size := int64(len(head) + len(raw))
+	parts := [][]byte{head, raw}
+	if len(raw) <= copyRecordUpTo {
+		parts = [][]byte{append(head, raw...)}
+	}
 	path := c.path(resultLogFile)
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, fileMode)
 	if err != nil {
 		return err
 	}
 	fi, err := f.Stat()
+	if err == nil && size >= s.logKeep && fi.Size()+size > s.logCompactAt {
+		// Compacting would keep this record only: write the log anew
+		// with it instead of appending and reading the log back.
+		f.Close()
+		return s.writeFile(path, parts...)
+	}
 	if err == nil {
-		rec := appendRecord(make([]byte, 0, recordHeader+2+len(uuid)+len(raw)), kind, uuid, raw)
-		if _, err = f.Write(rec); err != nil {
-			// A short write (disk full) must not leave half a record
-			// that later records would be read through: cut it off.
-			f.Truncate(fi.Size())
+		for _, part := range parts {
+			if _, err = f.Write(part); err != nil {
+				// A short write (disk full) must not leave half a
+				// record that later records would be read through:
+				// cut it off.
+				f.Truncate(fi.Size())
+				break
+			}
 		}
 		if err == nil && s.sync {
 			err = f.Sync()
@@ -147,7 +176,7 @@ func (s *Storage) appendResult(c channel, kind byte, uuid string, raw []byte) er
 		if err == nil && s.sync && fi.Size() == 0 {
 			err = s.syncDir(c.dir)
 		}
-		if err == nil && fi.Size()+int64(len(rec)) > s.logCompactAt {
+		if err == nil && fi.Size()+size > s.logCompactAt {
 			err = s.compactResults(c)
 		}
 	}

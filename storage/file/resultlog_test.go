@@ -136,6 +136,55 @@ func TestResultLogStore(t *testing.T) {
 	}
 }
 
+// TestResultLogLargeReports appends reports larger than copyRecordUpTo
+// (written after their record's head, without a copy) between small
+// ones: each is read back whole, and a report that would be all that a
+// compaction keeps replaces the log.
+func TestResultLogLargeReports(t *testing.T) {
+	t.Parallel()
+	s := newStore(t, t.TempDir())
+	s.logCompactAt, s.logKeep = 1<<20, 512<<10
+	dev := storagetest.NewDevice(t)
+	dev.Enroll(t, s)
+	c, err := s.channel(dev.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	reports := map[string][]byte{
+		"small1": []byte("one"),
+		"large":  bytes.Repeat([]byte("L"), copyRecordUpTo+1),
+		"small2": []byte("two"),
+	}
+	for _, uuid := range []string{"small1", "large", "small2"} {
+		if err := s.appendResult(c, kindFinal, uuid, reports[uuid]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	log, err := os.ReadFile(c.path(resultLogFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if recs := records(log); len(recs) != 3 || recs[1].uuid != "large" || !bytes.Equal(recs[1].raw, reports["large"]) {
+		t.Fatalf("have %d records, want small1, large (whole), small2", len(recs))
+	}
+	for uuid, raw := range reports {
+		if have, err := readResult(c, uuid); err != nil || !bytes.Equal(have, raw) {
+			t.Errorf("%s: read %d bytes (%v), want %d", uuid, len(have), err, len(raw))
+		}
+	}
+
+	// Past the limit with a report bigger than what compaction keeps:
+	// the log is that record alone.
+	huge := bytes.Repeat([]byte("H"), int(s.logCompactAt))
+	if err := s.appendResult(c, kindNotNow, "huge", huge); err != nil {
+		t.Fatal(err)
+	}
+	log, _ = os.ReadFile(c.path(resultLogFile))
+	if recs := records(log); len(recs) != 1 || recs[0].uuid != "huge" || recs[0].kind != kindNotNow || !bytes.Equal(recs[0].raw, huge) || recs[0].end != len(log) {
+		t.Errorf("after a report past the limit: have %d records in %d bytes, want the huge one alone", len(recs), len(log))
+	}
+}
+
 // TestQueueTornDoneLine reads a queue file whose last done line is torn:
 // the command stays queued.
 func TestQueueTornDoneLine(t *testing.T) {
