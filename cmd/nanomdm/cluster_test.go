@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -526,7 +527,11 @@ func TestGalera(t *testing.T) {
 		flags = append(flags, []string{"-storage", "mysql", "-storage-dsn", n.dsn + "nanomdm?wsrep_sync_wait=1",
 			"-storage-options", "migrate=1"})
 	}
-	setups, caPath := instances(t, flags, "-debug")
+	// Every instance sends webhook events to one receiver, through the
+	// outbox in the cluster; a killed instance's claims expire after
+	// the lease.
+	hook := newOutboxHook(t)
+	setups, caPath := instances(t, flags, "-debug", "-webhook-url", hook.url, "-webhook-lease", "5s")
 	procs := make([]*proc, len(setups))
 	var upstreams, direct []string
 	for i, s := range setups {
@@ -645,6 +650,38 @@ func TestGalera(t *testing.T) {
 	}
 	if size := cluster.status(0, "wsrep_cluster_size"); size != "3" {
 		t.Errorf("cluster size after the faults: %s, want 3", size)
+	}
+
+	// Webhook events all delivered: an acknowledge event for every
+	// acknowledgement an instance accepted, in both runs, in order per
+	// device (at least once: duplicates are counted, not refused).
+	accepted := fl.accepted()
+	var missing []string
+	t0 := time.Now()
+	for deadline := t0.Add(60 * time.Second); ; {
+		got := hook.acknowledged()
+		missing = missing[:0]
+		for k := range accepted {
+			if !got[k] {
+				missing = append(missing, k)
+			}
+		}
+		if len(missing) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("webhook: an acknowledge event for %d of %d accepted acknowledgements, the last %v after the load", len(accepted)-len(missing), len(accepted), time.Since(t0).Round(time.Millisecond))
+	// The hot devices sent to all three instances at once: their events
+	// have no order to keep.
+	var hotIDs []string
+	for _, d := range fl.devs[:hot] {
+		hotIDs = append(hotIDs, d.dev.UDID())
+	}
+	hook.check(t, false, hotIDs...)
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		t.Errorf("webhook: no acknowledge event for %d accepted acknowledgements, e.g. %v", len(missing), missing[:min(5, len(missing))])
 	}
 	for i, p := range procs {
 		if strings.Contains(p.logs(), "panic") {

@@ -219,6 +219,20 @@ func (fl *fleet) check(t *testing.T) int {
 	return n
 }
 
+// accepted returns the "device command" pairs of every acknowledgement
+// the server accepted (answered 200).
+func (fl *fleet) accepted() map[string]bool {
+	out := map[string]bool{}
+	for _, d := range fl.devs {
+		d.mu.Lock()
+		for u := range d.acked {
+			out[d.dev.UDID()+" "+u] = true
+		}
+		d.mu.Unlock()
+	}
+	return out
+}
+
 // getStatus returns the status of a GET of url, 0 if it failed.
 func getStatus(url string) int {
 	resp, err := http.Get(url)

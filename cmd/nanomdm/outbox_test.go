@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -33,6 +34,8 @@ type outboxHook struct {
 type hookEvent struct {
 	id, device string
 	created    time.Time
+	// command and status of an acknowledge event (a command report).
+	command, status string
 }
 
 func newOutboxHook(t *testing.T) *outboxHook {
@@ -55,18 +58,20 @@ func newOutboxHook(t *testing.T) *outboxHook {
 				IDs struct{ ID string } `json:"ids"`
 			} `json:"checkin_event"`
 			Ack *struct {
-				IDs struct{ ID string } `json:"ids"`
+				IDs         struct{ ID string } `json:"ids"`
+				CommandUUID string              `json:"command_uuid"`
+				Status      string              `json:"status"`
 			} `json:"acknowledge_event"`
 		}
 		json.Unmarshal(body, &ev)
-		dev := ""
+		got := hookEvent{id: ev.EventID, created: ev.CreatedAt}
 		if ev.Checkin != nil {
-			dev = ev.Checkin.IDs.ID
+			got.device = ev.Checkin.IDs.ID
 		} else if ev.Ack != nil {
-			dev = ev.Ack.IDs.ID
+			got.device, got.command, got.status = ev.Ack.IDs.ID, ev.Ack.CommandUUID, ev.Ack.Status
 		}
 		h.mu.Lock()
-		h.got = append(h.got, hookEvent{id: ev.EventID, device: dev, created: ev.CreatedAt})
+		h.got = append(h.got, got)
 		h.seen[ev.EventID]++
 		h.mu.Unlock()
 	})}
@@ -97,9 +102,24 @@ func (h *outboxHook) waitUnique(t *testing.T, want int, within time.Duration) ti
 	return time.Since(start)
 }
 
+// acknowledged returns the set of "device command" pairs of which an
+// Acknowledged report event arrived.
+func (h *outboxHook) acknowledged() map[string]bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	acks := map[string]bool{}
+	for _, ev := range h.got {
+		if ev.status == mdm.StatusAcknowledged {
+			acks[ev.device+" "+ev.command] = true
+		}
+	}
+	return acks
+}
+
 // check verifies per-device order (created_at never goes back in the
-// first deliveries of a device) and reports duplicates.
-func (h *outboxHook) check(t *testing.T, wantNoDuplicates bool) {
+// first deliveries of a device), except for the devices in unordered,
+// and reports duplicates.
+func (h *outboxHook) check(t *testing.T, wantNoDuplicates bool, unordered ...string) {
 	t.Helper()
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -110,6 +130,9 @@ func (h *outboxHook) check(t *testing.T, wantNoDuplicates bool) {
 			continue
 		}
 		first[ev.id] = true
+		if slices.Contains(unordered, ev.device) {
+			continue
+		}
 		if ev.created.Before(last[ev.device]) {
 			t.Errorf("device %s: event %s (%v) after a later one (%v)", ev.device, ev.id, ev.created, last[ev.device])
 		}
