@@ -159,6 +159,8 @@ VALUES (:uuid, :request_type, :command)`,
 	SelectEnrollmentIDs: `SELECT id FROM enrollments WHERE id IN (:ids)`,
 
 	InsertQueueRows: `INSERT INTO enrollment_queue (id, command_uuid) VALUES :rows`,
+	QueueForEnrollments: `INSERT INTO enrollment_queue (id, command_uuid)
+		SELECT id, :uuid FROM enrollments WHERE id IN (:ids) RETURNING id`,
 
 	StoreBootstrapToken: `
 UPDATE devices

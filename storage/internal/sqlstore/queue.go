@@ -119,6 +119,27 @@ func (s *Store) ClearQueue(r *mdm.Request) error {
 	return nil
 }
 
+// queueBatch queues command uuid for those of ids that have an
+// enrollment, and returns them: with the dialect's QueueForEnrollments
+// in one statement, else by looking them up and inserting their rows.
+func (s *Store) queueBatch(ctx context.Context, tx *sql.Tx, ids []string, uuid string) ([]string, error) {
+	if q := s.d.Queries.QueueForEnrollments; q != "" {
+		return s.scanStrings(ctx, tx, q, Args{"ids": ids, "uuid": uuid})
+	}
+	found, err := s.scanStrings(ctx, tx, s.d.Queries.SelectEnrollmentIDs, Args{"ids": ids})
+	if err != nil || len(found) == 0 {
+		return nil, err
+	}
+	rows := make(Rows, len(found))
+	for i, id := range found {
+		rows[i] = []any{id, uuid}
+	}
+	if _, err := s.exec(ctx, tx, s.d.Queries.InsertQueueRows, Args{"rows": rows}); err != nil {
+		return nil, err
+	}
+	return found, nil
+}
+
 // errNothingQueued rolls back an enqueue that found no enrollment.
 var errNothingQueued = errors.New("no enrollment to queue for")
 
@@ -153,21 +174,17 @@ func (s *Store) EnqueueCommand(ctx context.Context, ids []string, cmd *mdm.Comma
 				}
 				return err
 			}
-			for _, batch := range batches(valid, s.batchSize(2)) {
-				found, err := s.scanStrings(ctx, tx, s.d.Queries.SelectEnrollmentIDs, Args{"ids": batch})
+			perID := 2
+			if s.d.Queries.QueueForEnrollments != "" {
+				perID = 1
+			}
+			for _, batch := range batches(valid, s.batchSize(perID)) {
+				found, err := s.queueBatch(ctx, tx, batch, cmd.CommandUUID)
 				if err != nil {
 					return err
 				}
-				if len(found) == 0 {
-					continue
-				}
-				rows := make(Rows, len(found))
-				for i, id := range found {
-					rows[i] = []any{id, cmd.CommandUUID}
+				for _, id := range found {
 					queued[id] = true
-				}
-				if _, err := s.exec(ctx, tx, s.d.Queries.InsertQueueRows, Args{"rows": rows}); err != nil {
-					return err
 				}
 			}
 			if len(queued) == 0 {

@@ -144,6 +144,10 @@ type Queries struct {
 	SelectEnrollmentIDs string
 	// InsertQueueRows queues commands: :rows of (enrollment ID, UUID).
 	InsertQueueRows string
+	// QueueForEnrollments (optional) queues :uuid for those of :ids that
+	// have an enrollment and returns their IDs: SelectEnrollmentIDs and
+	// InsertQueueRows in one statement, for a dialect with RETURNING.
+	QueueForEnrollments string
 
 	// StoreBootstrapToken sets (or, nil, clears) :token of device :id.
 	StoreBootstrapToken string
