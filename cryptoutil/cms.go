@@ -115,68 +115,69 @@ type signedData struct {
 }
 
 // parseSignedData reads a ContentInfo holding a SignedData with exactly one
-// signer, whose certificate the message carries. Errors name the part that
-// is wrong; the caller adds the context.
-func parseSignedData(der []byte) (*signedData, error) {
+// signer, whose certificate the message carries, into out. Errors name the
+// part that is wrong; the caller adds the context.
+func parseSignedData(der []byte, out *signedData) error {
 	if err := checkCMSEncoding(der); err != nil {
-		return nil, err
+		return err
 	}
 
 	// ContentInfo ::= SEQUENCE { contentType, content [0] EXPLICIT ANY }
 	top := berReader{rest: der}
 	info, err := top.expect(berSequence, "content info")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	fields := info.children()
 	contentType, err := fields.expect(berOID, "content type")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if !bytes.Equal(contentType.content, oidSignedData) {
-		return nil, fmt.Errorf("content type %s, want signed-data", oidString(contentType.content))
+		return fmt.Errorf("content type %s, want signed-data", oidString(contentType.content))
 	}
 	wrapper, err := fields.expect(berContext0, "content")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if !fields.empty() {
-		return nil, errors.New("data after the content of the content info")
+		return errors.New("data after the content of the content info")
 	}
 	inner := wrapper.children()
 	sd, err := inner.expect(berSequence, "signed data")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if !inner.empty() {
-		return nil, errors.New("data after the signed data")
+		return errors.New("data after the signed data")
 	}
 
 	// SignedData ::= SEQUENCE { version, digestAlgorithms SET OF,
 	// encapContentInfo, certificates [0] IMPLICIT OPTIONAL,
 	// crls [1] IMPLICIT OPTIONAL, signerInfos SET OF }
-	var out signedData
 	fields = sd.children()
 	if err := readVersion(&fields, "signed data version"); err != nil {
-		return nil, err
+		return err
 	}
 	digests, err := fields.expect(berSet, "digest algorithms")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	for r := digests.children(); !r.empty(); {
 		if _, err := readAlgorithm(&r, "digest algorithm"); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if out.contentType, err = readEncapContentInfo(&fields); err != nil {
-		return nil, err
+		return err
 	}
-	var certs []*cachedCert
+	// Room for the usual one or two certificates without an allocation.
+	var certBuf [4]*cachedCert
+	certs := certBuf[:0]
 	if fields.peek() == berContext0 {
 		e, err := fields.next()
 		if err != nil {
-			return nil, fmt.Errorf("certificates: %w", err)
+			return fmt.Errorf("certificates: %w", err)
 		}
 		for r := e.children(); !r.empty(); {
 			c, err := r.next()
@@ -187,7 +188,7 @@ func parseSignedData(der []byte) (*signedData, error) {
 				}
 			}
 			if err != nil {
-				return nil, fmt.Errorf("certificate %d: %w", len(certs)+1, err)
+				return fmt.Errorf("certificate %d: %w", len(certs)+1, err)
 			}
 		}
 	}
@@ -197,33 +198,33 @@ func parseSignedData(der []byte) (*signedData, error) {
 			err = checkCRLs(e.full)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("crls: %w", err)
+			return fmt.Errorf("crls: %w", err)
 		}
 	}
 	signers, err := fields.expect(berSet, "signer infos")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if !fields.empty() {
-		return nil, errors.New("data after the signer infos")
+		return errors.New("data after the signer infos")
 	}
 	r := signers.children()
 	n := 0
 	var signer berElement
 	for ; !r.empty(); n++ {
 		if signer, err = r.next(); err != nil {
-			return nil, fmt.Errorf("signer info: %w", err)
+			return fmt.Errorf("signer info: %w", err)
 		}
 	}
 	if n != 1 {
-		return nil, fmt.Errorf("%d signers, want 1", n)
+		return fmt.Errorf("%d signers, want 1", n)
 	}
 	if signer.ident != berSequence {
-		return nil, fmt.Errorf("signer info: identifier %#02x, want %#02x", signer.ident, berSequence)
+		return fmt.Errorf("signer info: identifier %#02x, want %#02x", signer.ident, berSequence)
 	}
-	issuer, serial, err := readSignerInfo(signer, &out)
+	issuer, serial, err := readSignerInfo(signer, out)
 	if err != nil {
-		return nil, err
+		return err
 	}
 
 	for _, c := range certs {
@@ -233,9 +234,9 @@ func parseSignedData(der []byte) (*signedData, error) {
 		}
 	}
 	if out.signer == nil {
-		return nil, errors.New("no certificate for the signer")
+		return errors.New("no certificate for the signer")
 	}
-	return &out, nil
+	return nil
 }
 
 // readEncapContentInfo reads EncapsulatedContentInfo ::= SEQUENCE {

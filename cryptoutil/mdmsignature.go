@@ -43,7 +43,7 @@ var (
 // signature over the body. An MdmSignature may be verified from several
 // goroutines at once.
 type MdmSignature struct {
-	sd *signedData
+	sd signedData
 }
 
 // ParseMdmSignature decodes the value of an Mdm-Signature HTTP header.
@@ -137,11 +137,11 @@ func parseDetached(der []byte) (s *MdmSignature, err error) {
 			s, err = nil, fmt.Errorf("parsing mdm-signature: %w: %v", errParserPanic, r)
 		}
 	}()
-	sd, err := parseSignedData(der)
-	if err != nil {
+	s = new(MdmSignature)
+	if err := parseSignedData(der, &s.sd); err != nil {
 		return nil, fmt.Errorf("parsing mdm-signature: %w", err)
 	}
-	return &MdmSignature{sd: sd}, nil
+	return s, nil
 }
 
 // SignMdmSignature signs body the way a device does for the Mdm-Signature
