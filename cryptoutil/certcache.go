@@ -14,11 +14,15 @@ import (
 // the server hold small: anyone can send a signature carrying a fresh
 // self-signed certificate (trust is checked later, by certverify), so the
 // cache is filled by strangers as easily as by devices. A parsed
-// certificate of a typical device takes a few KiB, so a full cache holds
-// a few tens of MiB at most.
+// certificate takes about four and a half times its DER size in memory
+// (3.6 KiB for an 800-byte RSA-2048 device identity), so a full cache holds
+// about 40 MiB whatever the certificates.
 const (
 	// certCacheEntries is the most certificates the cache holds.
 	certCacheEntries = 10000
+	// certCacheBytes is the most bytes of DER the cache holds: room for
+	// 10,000 typical device identities, or fewer larger certificates.
+	certCacheBytes = 8 << 20
 	// maxCachedCertSize is the largest certificate, in bytes of DER, the
 	// cache keeps. Device identities are one or two KiB; a larger one is
 	// parsed on every request but never held.
@@ -26,7 +30,7 @@ const (
 )
 
 // parsedCerts caches the certificates found in Mdm-Signature headers.
-var parsedCerts = newCertCache(certCacheEntries)
+var parsedCerts = newCertCache(certCacheEntries, certCacheBytes)
 
 // cachedCert is a parsed certificate and what the signer lookup needs of it.
 type cachedCert struct {
@@ -38,22 +42,30 @@ type cachedCert struct {
 }
 
 // certCache maps a certificate's DER bytes to its parsed form. It holds at
-// most limit entries; when it is full, an arbitrary entry (the first the
-// map's randomised iteration yields) makes room for the new one. It is
-// safe for concurrent use.
+// most limit entries and byteLimit bytes of DER; when it is full,
+// arbitrary entries (the first the map's randomised iteration yields)
+// make room for the new one. It is safe for concurrent use.
 //
 // The certificates it returns are shared by every request that carries
 // the same bytes, so nobody may modify them.
 type certCache struct {
-	seed    maphash.Seed
-	limit   int
-	mu      sync.RWMutex
-	entries map[uint64]*cachedCert
+	seed      maphash.Seed
+	limit     int
+	byteLimit int
+	mu        sync.RWMutex
+	entries   map[uint64]*cachedCert
+	bytes     int // DER bytes of the entries
 }
 
-// newCertCache returns an empty cache of at most limit entries.
-func newCertCache(limit int) *certCache {
-	return &certCache{seed: maphash.MakeSeed(), limit: limit, entries: make(map[uint64]*cachedCert)}
+// newCertCache returns an empty cache of at most limit entries and
+// byteLimit bytes of DER.
+func newCertCache(limit, byteLimit int) *certCache {
+	return &certCache{
+		seed:      maphash.MakeSeed(),
+		limit:     limit,
+		byteLimit: byteLimit,
+		entries:   make(map[uint64]*cachedCert),
+	}
 }
 
 // parse returns the certificate whose DER encoding is der, parsing it with
@@ -79,15 +91,28 @@ func (c *certCache) parse(der []byte) (*cachedCert, error) {
 		return nil, err
 	}
 	c.mu.Lock()
-	if _, ok := c.entries[key]; !ok && len(c.entries) >= c.limit {
-		for k := range c.entries {
-			delete(c.entries, k)
+	defer c.mu.Unlock()
+	if old, ok := c.entries[key]; ok {
+		// Parsed by another request meanwhile, or a hash collision.
+		c.remove(key, old)
+	}
+	for len(c.entries) > 0 && (len(c.entries) >= c.limit || c.bytes+len(der) > c.byteLimit) {
+		for k, old := range c.entries {
+			c.remove(k, old)
 			break
 		}
 	}
-	c.entries[key] = e
-	c.mu.Unlock()
+	if len(der) <= c.byteLimit {
+		c.entries[key] = e
+		c.bytes += len(der)
+	}
 	return e, nil
+}
+
+// remove drops one entry; c.mu must be held.
+func (c *certCache) remove(key uint64, e *cachedCert) {
+	delete(c.entries, key)
+	c.bytes -= len(e.cert.Raw)
 }
 
 // len returns the number of cached certificates.

@@ -310,7 +310,7 @@ func TestCertCache(t *testing.T) {
 	}
 
 	t.Run("same bytes, same certificate", func(t *testing.T) {
-		c := newCertCache(4)
+		c := newCertCache(4, 1<<20)
 		der := bytes.Clone(certs[0].Raw)
 		a, err := c.parse(der)
 		if err != nil {
@@ -333,7 +333,7 @@ func TestCertCache(t *testing.T) {
 	})
 
 	t.Run("bounded", func(t *testing.T) {
-		c := newCertCache(3)
+		c := newCertCache(3, 1<<20)
 		for _, cert := range certs {
 			if _, err := c.parse(cert.Raw); err != nil {
 				t.Fatalf("parse: %v", err)
@@ -352,8 +352,20 @@ func TestCertCache(t *testing.T) {
 		}
 	})
 
+	t.Run("bounded in bytes", func(t *testing.T) {
+		c := newCertCache(100, 2*len(certs[0].Raw)+len(certs[0].Raw)/2)
+		for _, cert := range certs {
+			if _, err := c.parse(cert.Raw); err != nil {
+				t.Fatalf("parse: %v", err)
+			}
+			if n := c.len(); n > 2 {
+				t.Fatalf("cache holds %d certificates, room for 2", n)
+			}
+		}
+	})
+
 	t.Run("errors and large certificates are not kept", func(t *testing.T) {
-		c := newCertCache(3)
+		c := newCertCache(3, 1<<20)
 		if _, err := c.parse([]byte{0x30, 0x00}); err == nil {
 			t.Errorf("parsed an empty sequence as a certificate")
 		}
@@ -368,7 +380,7 @@ func TestCertCache(t *testing.T) {
 	})
 
 	t.Run("concurrent", func(t *testing.T) {
-		c := newCertCache(3)
+		c := newCertCache(3, 1<<20)
 		var wg sync.WaitGroup
 		for g := range 4 {
 			wg.Go(func() {
