@@ -2,9 +2,12 @@ package cryptoutil
 
 import (
 	"bytes"
+	"crypto"
+	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
 
@@ -102,6 +105,49 @@ func FuzzParseCertHeader(f *testing.F) {
 			if !bytes.Equal(again.Raw, cert.Raw) {
 				t.Fatalf("round trip changed the certificate")
 			}
+		}
+	})
+}
+
+// FuzzVerifyAgainstPKCS7 compares the parser with pkcs7, which it
+// replaced: whatever this package accepts, pkcs7 must accept too, with the
+// same signer. The converse does not hold; the forms only pkcs7 accepts
+// are listed at the top of cms.go. Set CRYPTOUTIL_FUZZ_STRICT=1 to have
+// the fuzzer stop on those as well, to look for new ones.
+//
+// The seeds are valid signatures of every digest, key and form, over the
+// right and a wrong body, plus messages that exercise the corners
+// (unsorted attributes, embedded content, a second certificate).
+func FuzzVerifyAgainstPKCS7(f *testing.F) {
+	for _, tc := range validCMSCases(f) {
+		f.Add(tc.der, tc.body)
+	}
+	body := []byte("<plist>body</plist>")
+	s, other := newSigner(f, newECKey(f)), newSigner(f, newECKey(f))
+	for _, m := range []cmsMessage{
+		{signers: []cmsSigner{{signer: s, hash: crypto.SHA256, attrs: true, unsorted: true}}},
+		{signers: []cmsSigner{{signer: s, hash: crypto.SHA256, attrs: true}}, content: []byte("embedded")},
+		{signers: []cmsSigner{{signer: s, hash: crypto.SHA1}}, certs: []*x509.Certificate{other.cert, s.cert}},
+	} {
+		der := buildCMS(f, body, m)
+		f.Add(der, body)
+		f.Add(toIndefinite(f, der), body)
+	}
+	strict := os.Getenv("CRYPTOUTIL_FUZZ_STRICT") == "1"
+
+	f.Fuzz(func(t *testing.T, der []byte, body []byte) {
+		have, err := verifyDetached(der, body)
+		if errors.Is(err, errParserPanic) {
+			t.Fatalf("parser panicked: %v", err)
+		}
+		want, refErr := pkcs7Verify(der, body)
+		switch {
+		case err == nil && refErr != nil:
+			t.Fatalf("accepted a message pkcs7 refuses: %v", refErr)
+		case err == nil && !bytes.Equal(have.Raw, want.Raw):
+			t.Fatalf("signer differs from pkcs7's")
+		case strict && err != nil && refErr == nil:
+			t.Fatalf("refused a message pkcs7 accepts: %v", err)
 		}
 	})
 }

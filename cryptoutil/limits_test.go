@@ -24,7 +24,7 @@ type signer struct {
 	cert *x509.Certificate
 }
 
-func newSigner(t *testing.T, key crypto.Signer) signer {
+func newSigner(t testing.TB, key crypto.Signer) signer {
 	t.Helper()
 	return signer{key, newCurrentIdentity(t, key)}
 }

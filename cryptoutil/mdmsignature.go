@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/smallstep/pkcs7"
 )
@@ -38,16 +37,13 @@ var (
 	errParserPanic    = errors.New("unexpected panic in the cms parser")
 )
 
-// farFuture is later than any certificate's NotAfter.
-var farFuture = time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
-
 // MdmSignature is a decoded Mdm-Signature header. Its signer certificate
 // is known before the request body is read, so a server can check who
 // sends a request before accepting its body; Verify then checks the
-// signature over the body. An MdmSignature is not safe for concurrent use.
+// signature over the body. An MdmSignature may be verified from several
+// goroutines at once.
 type MdmSignature struct {
-	p7     *pkcs7.PKCS7
-	signer *x509.Certificate
+	sd signedData
 }
 
 // ParseMdmSignature decodes the value of an Mdm-Signature HTTP header.
@@ -77,26 +73,26 @@ func ParseMdmSignature(header string) (*MdmSignature, error) {
 
 // Certificate returns the signer's certificate. It is not checked for
 // trust, validity period or key usage; that is the job of package
-// certverify.
-func (s *MdmSignature) Certificate() *x509.Certificate { return s.signer }
+// certverify. The certificate may be shared with other requests signed
+// with it, so it must not be modified.
+func (s *MdmSignature) Certificate() *x509.Certificate { return s.sd.signer }
 
-// Verify checks the signature over body. SHA-1 and SHA-256 digests, with
-// or without signed attributes, are accepted. A signature that does not
-// match body gives an error wrapping ErrInvalidSignature.
+// Verify checks the signature over body. SHA-1, SHA-256, SHA-384 and
+// SHA-512 digests, with or without signed attributes, and RSA (PKCS #1
+// v1.5) and ECDSA keys are accepted. A signing-time attribute is not
+// compared with anything: the signer certificate's validity is checked by
+// certverify at the server's time, not at the time the device claims. A
+// signature that does not match body gives an error wrapping
+// ErrInvalidSignature.
 func (s *MdmSignature) Verify(body []byte) (err error) {
+	// Defence in depth: the code below is meant never to panic, but a
+	// bug that made it would otherwise take the request down.
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("verifying mdm-signature: %w: %v", errParserPanic, r)
 		}
 	}()
-	s.p7.Content = body
-	defer func() { s.p7.Content = nil }()
-	if err := verifyIgnoringValidity(s.p7); err != nil {
-		var mismatch *pkcs7.MessageDigestMismatchError
-		if errors.As(err, &mismatch) {
-			// The library's own message spans several lines of hex.
-			err = errDigestMismatch
-		}
+	if err := s.sd.verify(body); err != nil {
 		return fmt.Errorf("verifying mdm-signature: %w: %w", ErrInvalidSignature, err)
 	}
 	return nil
@@ -108,6 +104,7 @@ func (s *MdmSignature) Verify(body []byte) (err error) {
 //
 // Only the signature is checked. The returned certificate is not checked for
 // trust, validity period or key usage; that is the job of package certverify.
+// It may be shared with other requests, so it must not be modified.
 func VerifyMdmSignature(header string, body []byte) (*x509.Certificate, error) {
 	s, err := ParseMdmSignature(header)
 	if err != nil {
@@ -116,7 +113,7 @@ func VerifyMdmSignature(header string, body []byte) (*x509.Certificate, error) {
 	if err := s.Verify(body); err != nil {
 		return nil, err
 	}
-	return s.signer, nil
+	return s.sd.signer, nil
 }
 
 // verifyDetached parses a BER-encoded CMS SignedData and verifies its only
@@ -129,64 +126,22 @@ func verifyDetached(der []byte, body []byte) (*x509.Certificate, error) {
 	if err := s.Verify(body); err != nil {
 		return nil, err
 	}
-	return s.signer, nil
+	return s.sd.signer, nil
 }
 
 // parseDetached parses a BER-encoded CMS SignedData with one signer.
 func parseDetached(der []byte) (s *MdmSignature, err error) {
-	if err := checkBER(der); err != nil {
-		return nil, fmt.Errorf("parsing mdm-signature: %w", err)
-	}
-
-	// checkBER is the real defence against hostile input. This only turns a
-	// panic from a bug still lurking in the third-party parser into an error
-	// rather than a crashed request.
+	// Defence in depth, as in Verify.
 	defer func() {
 		if r := recover(); r != nil {
 			s, err = nil, fmt.Errorf("parsing mdm-signature: %w: %v", errParserPanic, r)
 		}
 	}()
-
-	p7, err := pkcs7.Parse(der)
-	if err != nil {
+	s = new(MdmSignature)
+	if err := parseSignedData(der, &s.sd); err != nil {
 		return nil, fmt.Errorf("parsing mdm-signature: %w", err)
 	}
-	if n := len(p7.Signers); n != 1 {
-		return nil, fmt.Errorf("parsing mdm-signature: %d signers, want 1", n)
-	}
-	signer := p7.GetOnlySigner()
-	if signer == nil {
-		return nil, errors.New("parsing mdm-signature: no certificate for the signer")
-	}
-	return &MdmSignature{p7: p7, signer: signer}, nil
-}
-
-// verifyIgnoringValidity verifies the signatures in p7 without comparing a
-// signing-time attribute to the signer certificate's validity period.
-//
-// The pkcs7 library rejects a message whose signing-time attribute lies
-// outside the signer's NotBefore..NotAfter, and offers no way to turn that
-// off. That check does not belong here. The signing time is the device's own
-// claim, read from a clock that may be wrong (a freshly enrolled device that
-// runs a little behind the CA would fail), and whether the certificate may be
-// used at all is decided by certverify against the server's clock. Apple
-// devices sign without signed attributes, so in practice the attribute is
-// absent; this keeps signers that do add one from failing for the wrong
-// reason. The signature is therefore checked against copies of the
-// certificates whose validity period is unbounded. Only the validity fields
-// differ, so signer lookup (issuer and serial) and the key are unchanged.
-func verifyIgnoringValidity(p7 *pkcs7.PKCS7) error {
-	original := p7.Certificates
-	unbounded := make([]*x509.Certificate, len(original))
-	for i, c := range original {
-		cp := *c
-		cp.NotBefore = time.Time{}
-		cp.NotAfter = farFuture
-		unbounded[i] = &cp
-	}
-	p7.Certificates = unbounded
-	defer func() { p7.Certificates = original }()
-	return p7.Verify()
+	return s, nil
 }
 
 // SignMdmSignature signs body the way a device does for the Mdm-Signature
