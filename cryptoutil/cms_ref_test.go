@@ -131,35 +131,20 @@ type cmsMessage struct {
 	content []byte              // embedded content; nil: detached
 }
 
-// digestOID returns the digest algorithm identifier of h.
-func digestOID(h crypto.Hash) asn1.ObjectIdentifier {
-	switch h {
-	case crypto.SHA1:
-		return pkcs7.OIDDigestAlgorithmSHA1
-	case crypto.SHA256:
-		return pkcs7.OIDDigestAlgorithmSHA256
-	case crypto.SHA384:
-		return pkcs7.OIDDigestAlgorithmSHA384
-	case crypto.SHA512:
-		return pkcs7.OIDDigestAlgorithmSHA512
-	}
-	panic("no oid for " + h.String())
+// hashOIDs are the digest algorithm and ecdsa-with-<hash> identifiers of
+// each hash the tests sign with.
+var hashOIDs = map[crypto.Hash]struct{ digest, ecdsa asn1.ObjectIdentifier }{
+	crypto.SHA1:   {pkcs7.OIDDigestAlgorithmSHA1, pkcs7.OIDDigestAlgorithmECDSASHA1},
+	crypto.SHA256: {pkcs7.OIDDigestAlgorithmSHA256, pkcs7.OIDDigestAlgorithmECDSASHA256},
+	crypto.SHA384: {pkcs7.OIDDigestAlgorithmSHA384, pkcs7.OIDDigestAlgorithmECDSASHA384},
+	crypto.SHA512: {pkcs7.OIDDigestAlgorithmSHA512, pkcs7.OIDDigestAlgorithmECDSASHA512},
 }
 
+// digestOID returns the digest algorithm identifier of h.
+func digestOID(h crypto.Hash) asn1.ObjectIdentifier { return hashOIDs[h].digest }
+
 // ecdsaOID returns ecdsa-with-<h>.
-func ecdsaOID(h crypto.Hash) asn1.ObjectIdentifier {
-	switch h {
-	case crypto.SHA1:
-		return pkcs7.OIDDigestAlgorithmECDSASHA1
-	case crypto.SHA256:
-		return pkcs7.OIDDigestAlgorithmECDSASHA256
-	case crypto.SHA384:
-		return pkcs7.OIDDigestAlgorithmECDSASHA384
-	case crypto.SHA512:
-		return pkcs7.OIDDigestAlgorithmECDSASHA512
-	}
-	panic("no oid for " + h.String())
-}
+func ecdsaOID(h crypto.Hash) asn1.ObjectIdentifier { return hashOIDs[h].ecdsa }
 
 // hashOf returns the digest of data with h.
 func hashOf(h crypto.Hash, data []byte) []byte {

@@ -142,11 +142,13 @@ func (s *Storage) appendResult(c channel, kind byte, uuid string, raw []byte) er
 	if len(uuid) == 0 || len(uuid) > 255 {
 		return fmt.Errorf("command UUID of %d bytes", len(uuid))
 	}
-	head := appendRecordHead(nil, kind, uuid, raw)
-	size := int64(len(head) + len(raw))
-	parts := [][]byte{head, raw}
+	headLen := recordHeader + 2 + len(uuid)
+	size := int64(headLen + len(raw))
+	var parts [][]byte
 	if len(raw) <= copyRecordUpTo {
-		parts = [][]byte{append(head, raw...)}
+		parts = [][]byte{appendRecord(make([]byte, 0, size), kind, uuid, raw)}
+	} else {
+		parts = [][]byte{appendRecordHead(make([]byte, 0, headLen), kind, uuid, raw), raw}
 	}
 	path := c.path(resultLogFile)
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, fileMode)

@@ -174,11 +174,8 @@ func (s *Store) EnqueueCommand(ctx context.Context, ids []string, cmd *mdm.Comma
 				}
 				return err
 			}
-			perID := 2
-			if s.d.Queries.QueueForEnrollments != "" {
-				perID = 1
-			}
-			for _, batch := range batches(valid, s.batchSize(perID)) {
+			// Two parameters per ID at most (InsertQueueRows).
+			for _, batch := range batches(valid, s.batchSize(2)) {
 				found, err := s.queueBatch(ctx, tx, batch, cmd.CommandUUID)
 				if err != nil {
 					return err
